@@ -1,0 +1,6 @@
+// Package bpf holds the C sources of Sluice's BPF programs and the objects
+// bpf2go compiled from them. It only loads objects; typed access to the maps
+// lives in package maps.
+package bpf
+
+//go:generate go tool bpf2go -tags linux -target bpfel -type verdict -type drop_reason -type policy_mode -type acl_v4_key -type acl_v6_key -type acl_policy -type counter -type iface_stats XDP xdp.c -- -O2 -g -Wall -Werror -I./include

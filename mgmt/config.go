@@ -1,0 +1,54 @@
+package mgmt
+
+// Config is the daemon's configuration: the YAML file (--config), overridden
+// by flags. Durations and sizes are plain numbers so the file stays simple.
+type Config struct {
+	// Interfaces are the NICs the XDP program is attached to.
+	Interfaces []string `yaml:"interfaces"`
+	// XDPMode is auto (native, falling back to generic), native or generic.
+	XDPMode string `yaml:"xdp_mode"`
+	// Policy is the ACL mode: deny or allow.
+	Policy string `yaml:"policy"`
+	// Protect are the operator's management prefixes, never dropped.
+	Protect []string `yaml:"protect"`
+	// BPFFS is the directory under the bpffs where programs, links and maps are pinned.
+	BPFFS string `yaml:"bpffs"`
+	// StateDir holds the bbolt store of the desired state.
+	StateDir string `yaml:"state_dir"`
+	// ResetState starts from an empty desired state when the store is corrupt.
+	ResetState bool `yaml:"-"`
+	// ACLMaxEntries is the capacity of each ACL trie (IPv4 and IPv6).
+	ACLMaxEntries uint32 `yaml:"acl_max_entries"`
+	// API configures the management API.
+	API APIConfig `yaml:"api"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+}
+
+// APIConfig configures the management API listeners.
+type APIConfig struct {
+	// Socket is the unix socket path; always served.
+	Socket string `yaml:"socket"`
+	// Listen is an optional TCP address (host:port); it requires TokenFile.
+	Listen string `yaml:"listen"`
+	// TokenFile holds the bearer token required on the TCP listener.
+	TokenFile string `yaml:"token_file"`
+	// MaxBodyBytes limits request bodies; larger ones get 413.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+}
+
+// DefaultConfig returns the configuration used when neither file nor flags say otherwise.
+func DefaultConfig() Config {
+	return Config{
+		XDPMode:       "auto",
+		Policy:        "deny",
+		BPFFS:         "/sys/fs/bpf/sluice",
+		StateDir:      "/var/lib/sluice",
+		ACLMaxEntries: 1 << 22,
+		API: APIConfig{
+			Socket:       "/run/sluice/sluice.sock",
+			MaxBodyBytes: 256 << 20,
+		},
+		LogLevel: "info",
+	}
+}
