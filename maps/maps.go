@@ -76,7 +76,8 @@ const (
 	VerdictPass
 	VerdictTX
 	VerdictRedirect
-	numVerdicts
+	// NumVerdicts is the number of verdict counters.
+	NumVerdicts
 )
 
 // DropReason indexes the drop counters.
@@ -87,15 +88,46 @@ const (
 	DropACLDeny DropReason = iota
 	DropACLNotAllowed
 	DropMalformed
-	numDropReasons
+	// NumDropReasons is the number of drop reasons.
+	NumDropReasons
 )
 
 // Stats reads the datapath counters. All counters are summed over CPUs.
 type Stats interface {
 	// Iface returns the verdict counters of the interface with that index.
-	Iface(ifindex int) ([numVerdicts]Counter, error)
+	Iface(ifindex int) ([NumVerdicts]Counter, error)
 	// Drops returns the drop counters by reason.
-	Drops() ([numDropReasons]Counter, error)
+	Drops() ([NumDropReasons]Counter, error)
 	// Lists returns the drops attributed to each list, indexed by ListID.
 	Lists() ([MaxLists + 1]Counter, error)
+}
+
+// String returns the verdict's name as the API and metrics show it.
+func (v Verdict) String() string {
+	switch v {
+	case VerdictAborted:
+		return "aborted"
+	case VerdictDrop:
+		return "drop"
+	case VerdictPass:
+		return "pass"
+	case VerdictTX:
+		return "tx"
+	case VerdictRedirect:
+		return "redirect"
+	}
+	return "unknown"
+}
+
+// String returns the reason's name as the API and metrics show it.
+func (r DropReason) String() string {
+	switch r {
+	case DropACLDeny:
+		return "acl_deny"
+	case DropACLNotAllowed:
+		return "acl_not_allowed"
+	case DropMalformed:
+		return "malformed"
+	}
+	return "unknown"
 }

@@ -1,0 +1,211 @@
+package maps
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/sluicelb/sluice/bpf"
+)
+
+// bpfPrefixMap is a PrefixMap over a pinned LPM trie.
+type bpfPrefixMap struct {
+	m  *ebpf.Map
+	v4 bool
+}
+
+// NewPrefixMap wraps an ACL trie; the family comes from its key size. It
+// returns an error for a map that is not an ACL trie.
+func NewPrefixMap(m *ebpf.Map) (PrefixMap, error) {
+	switch m.KeySize() {
+	case 8:
+		return &bpfPrefixMap{m: m, v4: true}, nil
+	case 20:
+		return &bpfPrefixMap{m: m}, nil
+	}
+	return nil, fmt.Errorf("map %s: key size %d is not an acl trie key", m, m.KeySize())
+}
+
+func (b *bpfPrefixMap) keys(prefixes []netip.Prefix) any {
+	if b.v4 {
+		ks := make([]bpf.XDPAclV4Key, len(prefixes))
+		for i, p := range prefixes {
+			ks[i] = bpf.XDPAclV4Key{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As4()}
+		}
+		return ks
+	}
+	ks := make([]bpf.XDPAclV6Key, len(prefixes))
+	for i, p := range prefixes {
+		ks[i] = bpf.XDPAclV6Key{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As16()}
+	}
+	return ks
+}
+
+func (b *bpfPrefixMap) key(p netip.Prefix) any {
+	if b.v4 {
+		return bpf.XDPAclV4Key{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As4()}
+	}
+	return bpf.XDPAclV6Key{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As16()}
+}
+
+// Update implements PrefixMap with one batch call.
+func (b *bpfPrefixMap) Update(prefixes []netip.Prefix, masks []uint64) error {
+	if len(prefixes) == 0 {
+		return nil
+	}
+	_, err := b.m.BatchUpdate(b.keys(prefixes), masks, nil)
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		for i, p := range prefixes {
+			if err := b.m.Update(b.key(p), masks[i], ebpf.UpdateAny); err != nil {
+				return fmt.Errorf("update %s: %w", p, err)
+			}
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("batch update %d entries: %w", len(prefixes), err)
+	}
+	return nil
+}
+
+// Delete implements PrefixMap. A batch delete stops at the first absent key,
+// so the rest is deleted one by one from there: absence is not an error.
+func (b *bpfPrefixMap) Delete(prefixes []netip.Prefix) error {
+	for len(prefixes) > 0 {
+		n, err := b.m.BatchDelete(b.keys(prefixes), nil)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ebpf.ErrKeyNotExist) && !errors.Is(err, ebpf.ErrNotSupported) {
+			return fmt.Errorf("batch delete %d entries: %w", len(prefixes), err)
+		}
+		// n entries were deleted; prefixes[n] failed or batching is unsupported.
+		if n < len(prefixes) {
+			if err := b.m.Delete(b.key(prefixes[n])); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("delete %s: %w", prefixes[n], err)
+			}
+		}
+		prefixes = prefixes[min(n+1, len(prefixes)):]
+	}
+	return nil
+}
+
+// Iterate implements PrefixMap.
+func (b *bpfPrefixMap) Iterate(fn func(netip.Prefix, uint64) bool) error {
+	var mask uint64
+	if b.v4 {
+		var k bpf.XDPAclV4Key
+		it := b.m.Iterate()
+		for it.Next(&k, &mask) {
+			if !fn(netip.PrefixFrom(netip.AddrFrom4(k.Addr), int(k.Prefixlen)), mask) {
+				return nil
+			}
+		}
+		return it.Err()
+	}
+	var k bpf.XDPAclV6Key
+	it := b.m.Iterate()
+	for it.Next(&k, &mask) {
+		if !fn(netip.PrefixFrom(netip.AddrFrom16(k.Addr), int(k.Prefixlen)), mask) {
+			return nil
+		}
+	}
+	return it.Err()
+}
+
+// bpfPolicyMap is the PolicyMap over the acl_config array.
+type bpfPolicyMap struct{ m *ebpf.Map }
+
+// NewPolicyMap wraps the acl_config map.
+func NewPolicyMap(m *ebpf.Map) PolicyMap { return &bpfPolicyMap{m: m} }
+
+// SetPolicy implements PolicyMap; the array entry is replaced in one write,
+// so the datapath sees the old or the new policy, never a mix.
+func (b *bpfPolicyMap) SetPolicy(p Policy) error {
+	v := bpf.XDPAclPolicy{DenyLists: p.DenyLists, AllowLists: p.AllowLists, Mode: uint32(p.Mode)}
+	if err := b.m.Update(uint32(0), &v, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("write acl policy: %w", err)
+	}
+	return nil
+}
+
+// Policy implements PolicyMap.
+func (b *bpfPolicyMap) Policy() (Policy, error) {
+	var v bpf.XDPAclPolicy
+	if err := b.m.Lookup(uint32(0), &v); err != nil {
+		return Policy{}, fmt.Errorf("read acl policy: %w", err)
+	}
+	return Policy{Mode: PolicyMode(v.Mode), DenyLists: v.DenyLists, AllowLists: v.AllowLists}, nil
+}
+
+// bpfStats reads the per-CPU counter arrays.
+type bpfStats struct{ iface, drop, list *ebpf.Map }
+
+// NewStats wraps the stats_iface, stats_drop and stats_list maps.
+func NewStats(iface, drop, list *ebpf.Map) Stats { return &bpfStats{iface: iface, drop: drop, list: list} }
+
+// IfindexSlot is the counter slot of an interface (MAX_IFINDEX in consts.h).
+func IfindexSlot(ifindex int) uint32 { return uint32(ifindex) & (4096 - 1) }
+
+// Iface implements Stats.
+func (b *bpfStats) Iface(ifindex int) ([NumVerdicts]Counter, error) {
+	var out [NumVerdicts]Counter
+	var per []bpf.XDPIfaceStats
+	if err := b.iface.Lookup(IfindexSlot(ifindex), &per); err != nil {
+		return out, fmt.Errorf("read interface counters: %w", err)
+	}
+	for _, s := range per {
+		for v := range out {
+			out[v].Packets += s.Verdict[v].Packets
+			out[v].Bytes += s.Verdict[v].Bytes
+		}
+	}
+	return out, nil
+}
+
+func sumCounters(m *ebpf.Map, idx uint32) (Counter, error) {
+	var per []bpf.XDPCounter
+	if err := m.Lookup(idx, &per); err != nil {
+		return Counter{}, err
+	}
+	var c Counter
+	for _, p := range per {
+		c.Packets += p.Packets
+		c.Bytes += p.Bytes
+	}
+	return c, nil
+}
+
+// Drops implements Stats.
+func (b *bpfStats) Drops() ([NumDropReasons]Counter, error) {
+	var out [NumDropReasons]Counter
+	for r := range out {
+		c, err := sumCounters(b.drop, uint32(r))
+		if err != nil {
+			return out, fmt.Errorf("read drop counters: %w", err)
+		}
+		out[r] = c
+	}
+	return out, nil
+}
+
+// Lists implements Stats.
+func (b *bpfStats) Lists() ([MaxLists + 1]Counter, error) {
+	var out [MaxLists + 1]Counter
+	for i := range out {
+		c, err := sumCounters(b.list, uint32(i))
+		if err != nil {
+			return out, fmt.Errorf("read list counters: %w", err)
+		}
+		out[i] = c
+	}
+	return out, nil
+}
+
+var (
+	_ PrefixMap = (*bpfPrefixMap)(nil)
+	_ PolicyMap = (*bpfPolicyMap)(nil)
+	_ Stats     = (*bpfStats)(nil)
+)

@@ -1,0 +1,147 @@
+package maps
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/sluicelb/sluice/bpf"
+)
+
+// DatapathOptions say where the datapath is pinned and how large it is.
+type DatapathOptions struct {
+	// PinDir is the bpffs directory of this Sluice instance; maps go in PinDir/maps.
+	PinDir string
+	// ACLMaxEntries is the capacity of each ACL trie; 0 keeps the compiled default.
+	ACLMaxEntries uint32
+}
+
+// Datapath is the loaded XDP program and its pinned maps.
+type Datapath struct {
+	objs bpf.XDPObjects
+	// Fresh names the maps that were created by this load rather than reused
+	// from pins: their content must be written before the program goes live.
+	Fresh []string
+}
+
+// OpenDatapath loads the XDP program. Maps pinned by an earlier run are reused,
+// so their content (and the filtering done with it) survives a restart; a
+// pinned map whose layout no longer matches the program is replaced by a new
+// one, which the caller fills before attaching. Swapping the program in the
+// pinned links is what makes replaced maps live.
+func OpenDatapath(opts DatapathOptions) (*Datapath, error) {
+	spec, err := bpf.LoadXDP()
+	if err != nil {
+		return nil, fmt.Errorf("load xdp spec: %w", err)
+	}
+	if opts.ACLMaxEntries > 0 {
+		spec.Maps[bpf.XDPMapAclV4].MaxEntries = opts.ACLMaxEntries
+		spec.Maps[bpf.XDPMapAclV6].MaxEntries = opts.ACLMaxEntries
+	}
+	pinDir := filepath.Join(opts.PinDir, "maps")
+	if err := os.MkdirAll(pinDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create pin dir: %w", err)
+	}
+	dp := &Datapath{}
+	replacements := map[string]*ebpf.Map{}
+	for name, ms := range spec.Maps {
+		if ms.Type == ebpf.Array && len(name) > 0 && name[0] == '.' {
+			continue // .bss/.rodata are not shared state
+		}
+		path := filepath.Join(pinDir, name)
+		m, err := ebpf.LoadPinnedMap(path, nil)
+		switch {
+		case err == nil:
+			if cerr := ms.Compatible(m); cerr == nil {
+				replacements[name] = m
+				continue
+			}
+			m.Close()
+		case !errors.Is(err, os.ErrNotExist):
+			return nil, fmt.Errorf("open pinned map %s: %w", name, err)
+		}
+		dp.Fresh = append(dp.Fresh, name)
+	}
+	err = spec.LoadAndAssign(&dp.objs, &ebpf.CollectionOptions{MapReplacements: replacements})
+	for _, m := range replacements {
+		m.Close()
+	}
+	if err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("load xdp program: %+v", ve)
+		}
+		return nil, fmt.Errorf("load xdp program: %w", err)
+	}
+	return dp, nil
+}
+
+// PinFresh pins the maps this load created, replacing stale pins. Call it
+// after the program that uses them is attached.
+func (d *Datapath) PinFresh(pinDir string) error {
+	for _, name := range d.Fresh {
+		m := d.mapByName(name)
+		if m == nil {
+			continue
+		}
+		path := filepath.Join(pinDir, "maps", name)
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove stale pin %s: %w", path, err)
+		}
+		if err := m.Pin(path); err != nil {
+			return fmt.Errorf("pin map %s: %w", name, err)
+		}
+	}
+	d.Fresh = nil
+	return nil
+}
+
+func (d *Datapath) mapByName(name string) *ebpf.Map {
+	switch name {
+	case bpf.XDPMapAclV4:
+		return d.objs.AclV4
+	case bpf.XDPMapAclV6:
+		return d.objs.AclV6
+	case bpf.XDPMapAclConfig:
+		return d.objs.AclConfig
+	case bpf.XDPMapStatsIface:
+		return d.objs.StatsIface
+	case bpf.XDPMapStatsDrop:
+		return d.objs.StatsDrop
+	case bpf.XDPMapStatsList:
+		return d.objs.StatsList
+	}
+	return nil
+}
+
+// Program returns the XDP program.
+func (d *Datapath) Program() *ebpf.Program { return d.objs.SluiceXdp }
+
+// ACL returns the union-rule keeper over the datapath's tries.
+func (d *Datapath) ACL() (*ACL, error) {
+	v4, err := NewPrefixMap(d.objs.AclV4)
+	if err != nil {
+		return nil, err
+	}
+	v6, err := NewPrefixMap(d.objs.AclV6)
+	if err != nil {
+		return nil, err
+	}
+	a := NewACL(v4, v6)
+	a.SetCapacity(int(d.objs.AclV4.MaxEntries()), int(d.objs.AclV6.MaxEntries()))
+	return a, nil
+}
+
+// Policy returns the policy map.
+func (d *Datapath) Policy() PolicyMap { return NewPolicyMap(d.objs.AclConfig) }
+
+// Stats returns the counters.
+func (d *Datapath) Stats() Stats {
+	return NewStats(d.objs.StatsIface, d.objs.StatsDrop, d.objs.StatsList)
+}
+
+// Close releases the Go handles; pinned maps and links stay in the kernel.
+func (d *Datapath) Close() error { return d.objs.Close() }
