@@ -13,6 +13,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 )
 
 // XDPMode is how the program is attached to a NIC.
@@ -52,7 +54,20 @@ func linkDir(pinDir string) string { return filepath.Join(pinDir, "links") }
 
 func linkPin(pinDir, iface string) string { return filepath.Join(linkDir(pinDir), iface) }
 
-func modeFile(pinDir, iface string) string { return linkPin(pinDir, iface) + ".mode" }
+// attachMode reads from netlink how the kernel runs the program on iface.
+func attachMode(iface string) XDPMode {
+	l, err := netlink.LinkByName(iface)
+	if err != nil || l.Attrs().Xdp == nil {
+		return ""
+	}
+	switch l.Attrs().Xdp.AttachMode {
+	case nl.XDP_ATTACHED_DRV:
+		return XDPNative
+	case nl.XDP_ATTACHED_SKB:
+		return XDPGeneric
+	}
+	return ""
+}
 
 // Attach attaches prog to iface through a link pinned under pinDir. When a
 // pinned link exists already (a restarted or upgraded daemon), the program in
@@ -73,8 +88,7 @@ func Attach(prog *ebpf.Program, pinDir, iface string, mode XDPMode, log *slog.Lo
 		if err := l.Update(prog); err != nil {
 			return att, fmt.Errorf("replace xdp program on %s: %w", iface, err)
 		}
-		b, _ := os.ReadFile(modeFile(pinDir, iface))
-		att.Mode = XDPMode(b)
+		att.Mode = attachMode(iface)
 		return fillIDs(att, l, prog)
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return att, fmt.Errorf("open pinned link of %s: %w", iface, err)
@@ -108,9 +122,6 @@ func Attach(prog *ebpf.Program, pinDir, iface string, mode XDPMode, log *slog.Lo
 	defer l.Close()
 	if err := l.Pin(linkPin(pinDir, iface)); err != nil {
 		return att, fmt.Errorf("pin xdp link of %s: %w", iface, err)
-	}
-	if err := os.WriteFile(modeFile(pinDir, iface), []byte(att.Mode), 0o600); err != nil {
-		return att, fmt.Errorf("record xdp mode of %s: %w", iface, err)
 	}
 	return fillIDs(att, l, prog)
 }
@@ -155,9 +166,6 @@ func Attached(pinDir string) ([]Attachment, error) {
 	}
 	var out []Attachment
 	for _, e := range ents {
-		if filepath.Ext(e.Name()) == ".mode" {
-			continue
-		}
 		l, err := link.LoadPinnedLink(filepath.Join(linkDir(pinDir), e.Name()), nil)
 		if err != nil {
 			continue
@@ -166,8 +174,7 @@ func Attached(pinDir string) ([]Attachment, error) {
 		if ifc, err := net.InterfaceByName(e.Name()); err == nil {
 			att.Ifindex = ifc.Index
 		}
-		b, _ := os.ReadFile(modeFile(pinDir, e.Name()))
-		att.Mode = XDPMode(b)
+		att.Mode = attachMode(e.Name())
 		if info, err := l.Info(); err == nil {
 			att.LinkID = uint32(info.ID)
 			att.ProgramID = uint32(info.Program)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
@@ -26,9 +25,7 @@ func Detach(bpffs string, ifaces []string, all bool) error {
 			return fmt.Errorf("list pinned links: %w", err)
 		}
 		for _, e := range ents {
-			if filepath.Ext(e.Name()) != ".mode" {
-				ifaces = append(ifaces, e.Name())
-			}
+			ifaces = append(ifaces, e.Name())
 		}
 	}
 	for _, iface := range ifaces {
@@ -60,7 +57,6 @@ func detachOne(bpffs, iface string) error {
 	if err := l.Unpin(); err != nil {
 		return fmt.Errorf("unpin link of %s: %w", iface, err)
 	}
-	_ = os.Remove(modeFile(bpffs, iface))
 	// The link is released with the last handle (ours, closed above); an
 	// explicit detach makes it immediate even if another handle is open.
 	if err := l.Detach(); err != nil && !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, os.ErrInvalid) {

@@ -7,9 +7,11 @@ type Config struct {
 	Interfaces []string `yaml:"interfaces"`
 	// XDPMode is auto (native, falling back to generic), native or generic.
 	XDPMode string `yaml:"xdp_mode"`
-	// Policy is the ACL mode: deny or allow.
+	// Policy is the ACL mode, deny or allow. When set it is applied at start;
+	// when empty the stored mode (deny for a new store) is kept.
 	Policy string `yaml:"policy"`
-	// Protect are the operator's management prefixes, never dropped.
+	// Protect are the operator's management prefixes, never dropped. When set
+	// they replace the stored ones at start.
 	Protect []string `yaml:"protect"`
 	// BPFFS is the directory under the bpffs where programs, links and maps are pinned.
 	BPFFS string `yaml:"bpffs"`
@@ -41,7 +43,6 @@ type APIConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		XDPMode:       "auto",
-		Policy:        "deny",
 		BPFFS:         "/sys/fs/bpf/sluice",
 		StateDir:      "/var/lib/sluice",
 		ACLMaxEntries: 1 << 22,

@@ -1,0 +1,68 @@
+package mgmt
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sluicelb/sluice/l4"
+)
+
+// DefaultConfigPath is read when --config is not given and the file exists.
+const DefaultConfigPath = "/etc/sluice/sluice.yaml"
+
+// LoadConfig reads a YAML config file over DefaultConfig. Unknown keys are
+// errors that name the key and its line.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Validate checks every value and returns the first problem.
+func (c Config) Validate() error {
+	if _, err := l4.ParseXDPMode(c.XDPMode); err != nil {
+		return err
+	}
+	if c.Policy != "" && c.Policy != KindDeny && c.Policy != KindAllow {
+		return fmt.Errorf("policy %q: want deny or allow", c.Policy)
+	}
+	for _, p := range c.Protect {
+		if _, err := ParseEntry(p); err != nil {
+			return fmt.Errorf("protect %q: %w", p, err)
+		}
+	}
+	if c.BPFFS == "" || c.StateDir == "" || c.API.Socket == "" {
+		return errors.New("bpffs, state_dir and api.socket must not be empty")
+	}
+	if c.API.Listen != "" && c.API.TokenFile == "" {
+		return errors.New("api.listen needs api.token_file: the TCP API always requires a token")
+	}
+	if c.API.MaxBodyBytes <= 0 {
+		return fmt.Errorf("api.max_body_bytes %d: must be positive", c.API.MaxBodyBytes)
+	}
+	if c.ACLMaxEntries == 0 {
+		return errors.New("acl_max_entries must be positive")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	return nil
+}

@@ -1,0 +1,226 @@
+package mgmt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sluicelb/sluice/l4"
+	"github.com/sluicelb/sluice/maps"
+)
+
+// Run is `sluice serve`: it restores the desired state, reconciles the pinned
+// maps to it, attaches the program and serves the API until ctx is done. On
+// return the programs stay attached and the maps pinned, so filtering goes on
+// without the daemon; `sluice detach` removes them.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	base := newLogger(cfg.LogLevel)
+	log := base.With("component", "daemon")
+	mode, _ := l4.ParseXDPMode(cfg.XDPMode)
+	if err := l4.EnsureBPFFS(cfg.BPFFS); err != nil {
+		return err
+	}
+	store, st, err := openState(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	dp, err := maps.OpenDatapath(maps.DatapathOptions{PinDir: cfg.BPFFS, ACLMaxEntries: cfg.ACLMaxEntries})
+	if err != nil {
+		return err
+	}
+	defer dp.Close()
+	acl, err := dp.ACL()
+	if err != nil {
+		return err
+	}
+	state := newACLState(store, acl, dp.Policy(), base.With("component", "acl"))
+	if err := state.restore(st); err != nil {
+		return err
+	}
+	if err := applyConfigState(state, cfg); err != nil {
+		return err
+	}
+
+	// Interfaces attached by an earlier run stay attached and get the new program too.
+	ifaces := append([]string(nil), cfg.Interfaces...)
+	if prev, err := l4.Attached(cfg.BPFFS); err == nil {
+		for _, a := range prev {
+			if !contains(ifaces, a.Iface) {
+				ifaces = append(ifaces, a.Iface)
+			}
+		}
+	}
+	if err := l4.CheckIfindexSlots(ifaces); err != nil {
+		return err
+	}
+	var atts []l4.Attachment
+	for _, iface := range ifaces {
+		a, err := l4.Attach(dp.Program(), cfg.BPFFS, iface, mode, base.With("component", "attach"))
+		if err != nil {
+			return err
+		}
+		log.Info("xdp attached", "iface", a.Iface, "mode", a.Mode, "program_id", a.ProgramID, "link_id", a.LinkID)
+		atts = append(atts, a)
+	}
+	if err := dp.PinFresh(cfg.BPFFS); err != nil {
+		return err
+	}
+
+	start := time.Now()
+	stats := func() (Stats, error) { return collectStats(dp.Stats(), atts, state) }
+	srv := NewServer(state, func() Status {
+		return Status{Version: Version, UptimeSeconds: uptime(start)(), BPFFS: cfg.BPFFS, Interfaces: atts}
+	}, stats, cfg.API.MaxBodyBytes)
+	return serveAPI(ctx, cfg.API, srv, base.With("component", "api"))
+}
+
+// NewServer builds the API over an ACL state; the daemon and tests use it.
+func NewServer(state *aclState, status func() Status, stats func() (Stats, error), maxBody int64) *Server {
+	reg, observe := newRegistry(stats, state)
+	state.observeSync = observe
+	return &Server{acl: state, status: status, stats: stats, registry: reg, maxBody: maxBody}
+}
+
+func openState(cfg Config, log *slog.Logger) (*Store, State, error) {
+	store, err := OpenStore(cfg.StateDir)
+	var st State
+	if err == nil {
+		st, err = store.Load()
+		if err != nil {
+			store.Close()
+		}
+	}
+	if err == nil {
+		return store, st, nil
+	}
+	if !errors.Is(err, ErrCorruptStore) || !cfg.ResetState {
+		if errors.Is(err, ErrCorruptStore) {
+			return nil, st, fmt.Errorf("%w; refusing to start with emptied lists (start with --reset-state to move it aside and begin empty)", err)
+		}
+		return nil, st, err
+	}
+	moved, merr := MoveAside(cfg.StateDir)
+	if merr != nil {
+		return nil, st, merr
+	}
+	log.Warn("state store was corrupt; moved aside, starting empty", "moved_to", moved, "err", err)
+	store, err = OpenStore(cfg.StateDir)
+	return store, State{}, err
+}
+
+// applyConfigState applies the policy and protect prefixes of the config file
+// or flags when they are set.
+func applyConfigState(state *aclState, cfg Config) error {
+	if cfg.Policy != "" {
+		if err := state.setPolicy(cfg.Policy); err != nil {
+			return fmt.Errorf("apply configured policy: %w", err)
+		}
+	}
+	if cfg.Protect != nil {
+		ps := make([]netip.Prefix, 0, len(cfg.Protect))
+		for _, s := range cfg.Protect {
+			p, err := ParseEntry(s)
+			if err != nil {
+				return fmt.Errorf("protect %q: %w", s, err)
+			}
+			ps = append(ps, p)
+		}
+		if err := state.setProtect(ps); err != nil {
+			return fmt.Errorf("apply configured protect prefixes: %w", err)
+		}
+	}
+	return nil
+}
+
+func serveAPI(ctx context.Context, cfg APIConfig, srv *Server, log *slog.Logger) error {
+	ln, err := listenUnix(cfg.Socket)
+	if err != nil {
+		return err
+	}
+	servers := []*http.Server{{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}}
+	listeners := []net.Listener{ln}
+	if cfg.Listen != "" {
+		tok, err := os.ReadFile(cfg.TokenFile)
+		if err != nil {
+			return fmt.Errorf("read api token: %w", err)
+		}
+		token := strings.TrimSpace(string(tok))
+		if token == "" {
+			return fmt.Errorf("api token file %s is empty", cfg.TokenFile)
+		}
+		tln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+		}
+		servers = append(servers, &http.Server{Handler: TokenHandler(srv.Handler(), token), ReadHeaderTimeout: 10 * time.Second})
+		listeners = append(listeners, tln)
+	}
+	errc := make(chan error, len(servers))
+	for i, s := range servers {
+		log.Info("api listening", "addr", listeners[i].Addr().String())
+		go func() { errc <- s.Serve(listeners[i]) }()
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, s := range servers {
+		_ = s.Shutdown(shutdown)
+	}
+	_ = os.Remove(cfg.Socket)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// listenUnix listens on path, removing a stale socket left by a crash.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create socket dir: %w", err)
+	}
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("socket %s is in use: is another sluice running?", path)
+	}
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
