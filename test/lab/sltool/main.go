@@ -1,0 +1,145 @@
+// Command sltool is the traffic helper of the end-to-end tests and the demo:
+// an echo server (TCP, UDP, HTTP) and probes that report whether a reply came.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: sltool serve -name N -tcp ADDR -udp ADDR -http ADDR | probe tcp|udp|http ADDR [-src IP] [-timeout D]")
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "serve":
+		serve(os.Args[2:])
+	case "probe":
+		os.Exit(probe(os.Args[2:]))
+	default:
+		fmt.Fprintf(os.Stderr, "sltool: unknown command %q\n", os.Args[1])
+		os.Exit(2)
+	}
+}
+
+func serve(args []string) {
+	fs := flag.NewFlagSet("serve", flag.ExitOnError)
+	name := fs.String("name", "backend", "name the HTTP server answers with")
+	tcp := fs.String("tcp", "", "TCP echo address")
+	udp := fs.String("udp", "", "UDP echo address")
+	httpAddr := fs.String("http", "", "HTTP address")
+	_ = fs.Parse(args)
+	errc := make(chan error, 3)
+	if *tcp != "" {
+		ln, err := net.Listen("tcp", *tcp)
+		if err != nil {
+			fail(err)
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					errc <- err
+					return
+				}
+				go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+			}
+		}()
+	}
+	if *udp != "" {
+		pc, err := net.ListenPacket("udp", *udp)
+		if err != nil {
+			fail(err)
+		}
+		go func() {
+			buf := make([]byte, 65535)
+			for {
+				n, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					errc <- err
+					return
+				}
+				_, _ = pc.WriteTo(buf[:n], from)
+			}
+		}()
+	}
+	if *httpAddr != "" {
+		go func() {
+			errc <- http.ListenAndServe(*httpAddr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				fmt.Fprintf(w, "hello from %s\n", *name)
+			}))
+		}()
+	}
+	fmt.Println("ready")
+	fail(<-errc)
+}
+
+// probe exits 0 when a reply came back, 1 when none did within the timeout.
+func probe(args []string) int {
+	if len(args) < 2 {
+		fmt.Fprintln(os.Stderr, "probe: want tcp|udp|http ADDR")
+		return 2
+	}
+	proto, addr := args[0], args[1]
+	fs := flag.NewFlagSet("probe", flag.ExitOnError)
+	src := fs.String("src", "", "source address")
+	timeout := fs.Duration("timeout", time.Second, "how long to wait for a reply")
+	_ = fs.Parse(args[2:])
+	d := net.Dialer{Timeout: *timeout}
+	if *src != "" {
+		ip := net.ParseIP(*src)
+		if proto == "udp" {
+			d.LocalAddr = &net.UDPAddr{IP: ip}
+		} else {
+			d.LocalAddr = &net.TCPAddr{IP: ip}
+		}
+	}
+	if proto == "http" {
+		c := http.Client{Timeout: *timeout, Transport: &http.Transport{DialContext: d.DialContext}}
+		resp, err := c.Get("http://" + addr + "/")
+		if err != nil {
+			fmt.Println("no reply:", err)
+			return 1
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		fmt.Print(string(b))
+		return 0
+	}
+	c, err := d.Dial(proto, addr)
+	if err != nil {
+		fmt.Println("no reply:", err)
+		return 1
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(*timeout))
+	msg := []byte("ping\n")
+	if _, err := c.Write(msg); err != nil {
+		fmt.Println("no reply:", err)
+		return 1
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			fmt.Println("no reply: timeout")
+		} else {
+			fmt.Println("no reply:", err)
+		}
+		return 1
+	}
+	fmt.Println("reply")
+	return 0
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "sltool:", err)
+	os.Exit(1)
+}
