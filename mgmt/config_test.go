@@ -1,0 +1,38 @@
+package mgmt
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestConfigUnknownKeyNamesKeyAndLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	if err := os.WriteFile(path, []byte("interfaces: [eth0]\nxdp_mode: native\napi:\n  socket: /tmp/s.sock\n  lisen: 127.0.0.1:1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadConfig(path)
+	if err == nil || !strings.Contains(err.Error(), "line 5") || !strings.Contains(err.Error(), "lisen") {
+		t.Fatalf("err = %v, want one naming lisen on line 5", err)
+	}
+}
+
+func TestConfigLoadsAndValidates(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	if err := os.WriteFile(path, []byte("interfaces: [eth0, eth1]\npolicy: allow\nprotect: [192.0.2.0/24]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil || len(cfg.Interfaces) != 2 || cfg.Policy != "allow" || cfg.API.Socket != DefaultConfig().API.Socket {
+		t.Fatalf("cfg = %+v, %v", cfg, err)
+	}
+	for _, bad := range []string{"xdp_mode: turbo\n", "policy: maybe\n", "protect: [10.0.0.1/8]\n", "api: {listen: ':1'}\n"} {
+		if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadConfig(path); err == nil {
+			t.Errorf("config %q was accepted", bad)
+		}
+	}
+}
