@@ -122,7 +122,7 @@ func (s *Server) putList() http.HandlerFunc {
 			}
 			wr.entries = jl.Entries
 		} else {
-			wr.entries, errs, err = parseTextList(s.body(w, r))
+			wr.entries, errs, err = parseTextList(s.body(w, r), r.ContentLength)
 		}
 		if err != nil {
 			var mbe *http.MaxBytesError

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"unsafe"
 
 	"github.com/sluicelb/sluice/maps"
 )
@@ -39,7 +40,7 @@ func (e *listErrors) add(line int, text string, err error) {
 		if len(text) > 100 {
 			text = text[:100] + "…"
 		}
-		e.bad = append(e.bad, BadLine{Line: line, Text: text, Error: err.Error()})
+		e.bad = append(e.bad, BadLine{Line: line, Text: strings.Clone(text), Error: err.Error()})
 	}
 }
 
@@ -55,6 +56,9 @@ func (e *listErrors) apiError() *apiError {
 // ParseEntry parses one list entry: an IP address (a /32 or /128) or a CIDR
 // prefix without host bits.
 func ParseEntry(s string) (netip.Prefix, error) {
+	if p, ok := parseIPv4Fast(s); ok {
+		return p, nil
+	}
 	var p netip.Prefix
 	if strings.IndexByte(s, '/') >= 0 {
 		var err error
@@ -66,16 +70,66 @@ func ParseEntry(s string) (netip.Prefix, error) {
 		if err != nil {
 			return p, fmt.Errorf("not an IP address: %w", err)
 		}
+		if a.Zone() != "" {
+			return p, fmt.Errorf("%w: %s: zones are not allowed", maps.ErrInvalidPrefix, s)
+		}
 		p = netip.PrefixFrom(a, a.BitLen())
 	}
 	return maps.CanonicalPrefix(p)
 }
 
+// parseIPv4Fast parses the common case, a dotted quad with an optional
+// /len and no host bits, without allocating; anything else (IPv6, errors,
+// odd forms such as leading zeros) is left to the general path.
+func parseIPv4Fast(s string) (netip.Prefix, bool) {
+	var a [4]byte
+	i := 0
+	for part := 0; part < 4; part++ {
+		if part > 0 {
+			if i >= len(s) || s[i] != '.' {
+				return netip.Prefix{}, false
+			}
+			i++
+		}
+		start, v := i, 0
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' && i-start < 3 {
+			v = v*10 + int(s[i]-'0')
+			i++
+		}
+		if i == start || v > 255 || (s[start] == '0' && i-start > 1) {
+			return netip.Prefix{}, false
+		}
+		a[part] = byte(v)
+	}
+	bits := 32
+	if i < len(s) {
+		if s[i] != '/' || i+1 >= len(s) || len(s)-i-1 > 2 {
+			return netip.Prefix{}, false
+		}
+		bits = 0
+		for _, c := range s[i+1:] {
+			if c < '0' || c > '9' {
+				return netip.Prefix{}, false
+			}
+			bits = bits*10 + int(c-'0')
+		}
+		if bits > 32 || (s[i+1] == '0' && len(s)-i-1 > 1) {
+			return netip.Prefix{}, false
+		}
+	}
+	p := netip.PrefixFrom(netip.AddrFrom4(a), bits)
+	if p.Masked() != p {
+		return netip.Prefix{}, false
+	}
+	return p, true
+}
+
 // parseTextList reads a text/plain list body in one streaming pass: one entry
-// per line, `#` comments (also after an entry), blank lines, CRLF.
-func parseTextList(r io.Reader) ([]netip.Prefix, *listErrors, error) {
+// per line, `#` comments (also after an entry), blank lines, CRLF. sizeHint
+// is the body length when known, to size the result once.
+func parseTextList(r io.Reader, sizeHint int64) ([]netip.Prefix, *listErrors, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
-	out := make([]netip.Prefix, 0, 1024)
+	out := make([]netip.Prefix, 0, max(1024, min(sizeHint/12, 8<<20)))
 	errs := &listErrors{}
 	for line := 1; ; line++ {
 		raw, err := br.ReadSlice('\n')
@@ -88,7 +142,7 @@ func parseTextList(r io.Reader) ([]netip.Prefix, *listErrors, error) {
 		} else if len(raw) > 0 {
 			if len(raw) > maxLineBytes {
 				errs.add(line, string(raw[:64]), fmt.Errorf("line longer than %d bytes", maxLineBytes))
-			} else if text := entryText(raw); text != "" {
+			} else if text := entryText(raw); len(text) > 0 {
 				p, perr := ParseEntry(text)
 				if perr != nil {
 					errs.add(line, text, perr)
@@ -107,12 +161,15 @@ func parseTextList(r io.Reader) ([]netip.Prefix, *listErrors, error) {
 	return out, errs, nil
 }
 
-// entryText strips a comment and surrounding white space from a line.
+// entryText strips a comment and surrounding white space from a line. The
+// string shares raw's memory: it must not outlive the next read, and only
+// error messages (which copy it) keep it.
 func entryText(raw []byte) string {
 	if i := bytes.IndexByte(raw, '#'); i >= 0 {
 		raw = raw[:i]
 	}
-	return string(bytes.TrimSpace(raw))
+	raw = bytes.TrimSpace(raw)
+	return unsafe.String(unsafe.SliceData(raw), len(raw))
 }
 
 // jsonList is the JSON form of a list body.
