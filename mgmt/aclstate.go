@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +22,9 @@ const (
 	KindDeny  = "deny"
 	KindAllow = "allow"
 )
+
+// largeChange is the size of a list write after which memory is returned to the OS.
+const largeChange = 100_000
 
 var listNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,63}$`)
 
@@ -287,6 +291,11 @@ func (s *aclState) write(w listWrite) (SyncResult, error) {
 		return SyncResult{}, fmt.Errorf("store list %s: %w", w.name, err)
 	}
 	s.lists[w.name] = &next
+	if ch.Added+ch.Removed > largeChange {
+		// A large sync leaves tens of MB of garbage; give it back soon rather
+		// than carry it as resident memory until the scavenger gets to it.
+		go debug.FreeOSMemory()
+	}
 	d := time.Since(start)
 	s.observeSync(d)
 	return SyncResult{Name: next.Name, Kind: next.Kind, Version: strconv.FormatUint(next.Version, 10),
