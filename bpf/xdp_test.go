@@ -70,7 +70,7 @@ func (d *datapath) run(t *testing.T, pkt []byte) (int, []byte) {
 	return int(ret), out[:len(pkt)]
 }
 
-func serialize(t *testing.T, ls ...gopacket.SerializableLayer) []byte {
+func serialize(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
 	t.Helper()
 	buf := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
@@ -98,20 +98,20 @@ func udp() *layers.UDP {
 
 func payload() gopacket.Payload { return gopacket.Payload("sluice-test") }
 
-func udp4(t *testing.T, src string) []byte {
+func udp4(t testing.TB, src string) []byte {
 	ip, u := ip4(src), udp()
 	_ = u.SetNetworkLayerForChecksum(ip)
 	return serialize(t, ether(layers.EthernetTypeIPv4), ip, u, payload())
 }
 
-func udp6(t *testing.T, src string) []byte {
+func udp6(t testing.TB, src string) []byte {
 	ip, u := ip6(src, layers.IPProtocolUDP), udp()
 	_ = u.SetNetworkLayerForChecksum(ip)
 	return serialize(t, ether(layers.EthernetTypeIPv6), ip, u, payload())
 }
 
 // vlan wraps the IPv4 UDP packet of src in the given tags, outermost first.
-func vlan(t *testing.T, src string, tags ...layers.EthernetType) []byte {
+func vlan(t testing.TB, src string, tags ...layers.EthernetType) []byte {
 	ip, u := ip4(src), udp()
 	_ = u.SetNetworkLayerForChecksum(ip)
 	ls := []gopacket.SerializableLayer{ether(tags[0])}
@@ -127,7 +127,7 @@ func vlan(t *testing.T, src string, tags ...layers.EthernetType) []byte {
 
 // ext6 builds an IPv6 packet from src whose payload is raw extension headers
 // followed by a UDP header and data; first is the first next-header value.
-func ext6(t *testing.T, src string, first layers.IPProtocol, raw []byte) []byte {
+func ext6(t testing.TB, src string, first layers.IPProtocol, raw []byte) []byte {
 	buf := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true}, udp(), payload()); err != nil {
 		t.Fatal(err)
@@ -136,20 +136,20 @@ func ext6(t *testing.T, src string, first layers.IPProtocol, raw []byte) []byte 
 	return serialize(t, ether(layers.EthernetTypeIPv6), ip6(src, first), gopacket.Payload(append(raw, u...)))
 }
 
-func icmp6(t *testing.T, src string, typ uint8) []byte {
+func icmp6(t testing.TB, src string, typ uint8) []byte {
 	ip := ip6(src, layers.IPProtocolICMPv6)
 	ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(typ, 0)}
 	_ = ic.SetNetworkLayerForChecksum(ip)
 	return serialize(t, ether(layers.EthernetTypeIPv6), ip, ic, gopacket.Payload(make([]byte, 20)))
 }
 
-func arp(t *testing.T) []byte {
+func arp(t testing.TB) []byte {
 	return serialize(t, ether(layers.EthernetTypeARP), &layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4,
 		HwAddressSize: 6, ProtAddressSize: 4, Operation: layers.ARPRequest, SourceHwAddress: srcMAC,
 		SourceProtAddress: []byte{10, 9, 9, 9}, DstHwAddress: make([]byte, 6), DstProtAddress: []byte{10, 9, 9, 1}})
 }
 
-func lldp(t *testing.T) []byte {
+func lldp(t testing.TB) []byte {
 	e := ether(layers.EthernetTypeLinkLayerDiscovery)
 	return serialize(t, e, gopacket.Payload([]byte{0x02, 0x07, 0x04, 2, 0, 0, 0, 0, 1, 0, 0}))
 }
@@ -230,7 +230,7 @@ func TestDenyListMode(t *testing.T) {
 	})
 }
 
-func options4(t *testing.T, src string) []byte {
+func options4(t testing.TB, src string) []byte {
 	ip, u := ip4(src), udp()
 	ip.Options = []layers.IPv4Option{{OptionType: 7, OptionLength: 7, OptionData: []byte{4, 0, 0, 0, 0}}, {OptionType: 1}} // record route, NOP
 	_ = u.SetNetworkLayerForChecksum(ip)

@@ -1,0 +1,107 @@
+package bpf_test
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/sluicelb/sluice/bpf"
+	"github.com/sluicelb/sluice/bpf/bench"
+	"github.com/sluicelb/sluice/maps"
+)
+
+// nsPerPacket runs prog over pkt with Repeat and reports the kernel's own
+// per-run time, which excludes the syscall.
+func nsPerPacket(b *testing.B, prog *ebpf.Program, pkt []byte, want int) {
+	b.Helper()
+	const repeat = 1 << 16
+	var total time.Duration
+	n := 0
+	for b.Loop() {
+		ret, per, err := prog.Benchmark(pkt, repeat, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if int(ret) != want {
+			b.Fatalf("verdict %d, want %d", ret, want)
+		}
+		total += per
+		n++
+	}
+	b.ReportMetric(float64(total.Nanoseconds())/float64(n), "ns/pkt")
+}
+
+func BenchmarkXDPDropBare(b *testing.B) {
+	var objs bench.DropObjects
+	if err := bench.LoadDropObjects(&objs, nil); err != nil {
+		b.Fatal(err)
+	}
+	defer objs.Close()
+	nsPerPacket(b, objs.XdpDropAll, udp4(b, "198.51.100.1"), xdpDrop)
+}
+
+// loadedACL is the datapath with 1M IPv4 and 100k IPv6 prefixes in a deny
+// list and an allow list.
+func loadedACL(b *testing.B) *datapath {
+	b.Helper()
+	d := &datapath{}
+	spec, err := bpf.LoadXDP()
+	if err != nil {
+		b.Fatal(err)
+	}
+	spec.Maps[bpf.XDPMapAclV4].MaxEntries = 1 << 21
+	spec.Maps[bpf.XDPMapAclV6].MaxEntries = 1 << 21
+	if err := spec.LoadAndAssign(&d.objs, nil); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { d.objs.Close() })
+	v4, _ := maps.NewPrefixMap(d.objs.AclV4)
+	v6, _ := maps.NewPrefixMap(d.objs.AclV6)
+	d.acl = maps.NewACL(v4, v6)
+	d.acl.SetCapacity(1<<21, 1<<21)
+	d.policy = maps.NewPolicyMap(d.objs.AclConfig)
+	r := rand.New(rand.NewPCG(1, 2))
+	deny := make([]netip.Prefix, 0, 1_100_000)
+	for i := 0; i < 1_000_000; i++ {
+		var a [4]byte
+		// First octets 11..100: never the 10.x and 198.x test sources below.
+		binary.BigEndian.PutUint32(a[:], r.Uint32()&0x00ffffff|uint32(11+r.IntN(90))<<24)
+		bits := 24 + r.IntN(9)
+		p, _ := netip.AddrFrom4(a).Prefix(bits)
+		deny = append(deny, p)
+	}
+	for i := 0; i < 100_000; i++ {
+		var a [16]byte
+		binary.BigEndian.PutUint64(a[:], 0x20010db800000000|r.Uint64()>>32)
+		p, _ := netip.AddrFrom16(a).Prefix(48 + r.IntN(17))
+		deny = append(deny, p)
+	}
+	deny = append(deny, netip.MustParsePrefix("10.66.0.0/16"))
+	if _, err := d.acl.Replace(0, deny); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := d.acl.Replace(1, []netip.Prefix{netip.MustParsePrefix("10.77.0.0/16")}); err != nil {
+		b.Fatal(err)
+	}
+	if err := d.policy.SetPolicy(maps.Policy{Mode: maps.PolicyDeny, DenyLists: 1, AllowLists: 2}); err != nil {
+		b.Fatal(err)
+	}
+	return d
+}
+
+// BenchmarkACL measures the three ACL paths with the full lists loaded; the
+// parent runs once, so the lists are loaded once for all three.
+func BenchmarkACL(b *testing.B) {
+	d := loadedACL(b)
+	for _, c := range []struct {
+		name string
+		src  string
+		want int
+	}{{"miss", "198.51.100.1", xdpPass}, {"deny", "10.66.1.1", xdpDrop}, {"allow", "10.77.1.1", xdpPass}} {
+		b.Run(c.name, func(b *testing.B) { nsPerPacket(b, d.objs.SluiceXdp, udp4(b, c.src), c.want) })
+	}
+}
