@@ -166,10 +166,6 @@ func verifyAlert(err error) alert {
 	if errors.As(err, &ua) {
 		return alertUnknownCA
 	}
-	var pua *smx509.UnknownAuthorityError
-	if errors.As(err, &pua) {
-		return alertUnknownCA
-	}
 	return alertBadCertificate
 }
 
@@ -177,7 +173,7 @@ func verifyAlert(err error) alert {
 // raw message (the signer computes Z_A and SM3 itself).
 var sm2SignerOpts = sm2.NewSM2SignerOption(true, nil)
 
-// signSM2 signs msg with the signing key of ck.
+// signSM2 signs msg with key, which must be a crypto.Signer for SM2.
 func signSM2(rand io.Reader, key crypto.PrivateKey, msg []byte) ([]byte, error) {
 	signer, ok := key.(crypto.Signer)
 	if !ok {
@@ -194,29 +190,6 @@ func signSM2(rand io.Reader, key crypto.PrivateKey, msg []byte) ([]byte, error) 
 func verifySM2(pub *ecdsa.PublicKey, msg, sig []byte) error {
 	if !sm2.VerifyASN1WithSM2(pub, nil, msg, sig) {
 		return errors.New("tlcp: sm2 signature verification failed")
-	}
-	return nil
-}
-
-// checkOwnCertificate checks the key usages of a credential before it is
-// used, so a misconfigured pair fails loudly on our side.
-func checkOwnCertificate(c *Certificate, needEnc bool) error {
-	sl, err := c.Sign.leaf()
-	if err != nil {
-		return fmt.Errorf("tlcp: signing certificate: %w", err)
-	}
-	if sl.KeyUsage&signKeyUsage == 0 {
-		return errors.New("tlcp: signing certificate lacks digitalSignature key usage")
-	}
-	if !needEnc {
-		return nil
-	}
-	el, err := c.Enc.leaf()
-	if err != nil {
-		return fmt.Errorf("tlcp: encryption certificate: %w", err)
-	}
-	if el.KeyUsage&encKeyUsage == 0 {
-		return errors.New("tlcp: encryption certificate lacks keyEncipherment, dataEncipherment or keyAgreement key usage")
 	}
 	return nil
 }

@@ -129,9 +129,9 @@ type CertificatePair = Certificate
 
 // ClientHelloInfo describes a ClientHello for Config.GetCertificate.
 type ClientHelloInfo struct {
-	ServerName        string
-	CipherSuites      []uint16
-	SupportedProtos   []string
+	ServerName      string
+	CipherSuites    []uint16
+	SupportedProtos []string
 	// Conn is the underlying connection; do not read from or write to it.
 	Conn net.Conn
 }

@@ -92,8 +92,8 @@ func (c *Conn) readRecord() (recordType, []byte, error) {
 			return 0, nil, c.abort(alertUnexpectedMessage, errors.New("tlcp: too many warning alerts"))
 		}
 		var hdr [recordHeaderLen]byte
-		if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
-			return 0, nil, c.readFailed(err)
+		if n, err := io.ReadFull(c.br, hdr[:]); err != nil {
+			return 0, nil, c.readFailed(err, n > 0)
 		}
 		typ := recordType(hdr[0])
 		vers := uint16(hdr[1])<<8 | uint16(hdr[2])
@@ -113,7 +113,7 @@ func (c *Conn) readRecord() (recordType, []byte, error) {
 		}
 		frag := make([]byte, n)
 		if _, err := io.ReadFull(c.br, frag); err != nil {
-			return 0, nil, c.readFailed(err)
+			return 0, nil, c.readFailed(err, true)
 		}
 		data := frag
 		if c.in.prot != nil {
@@ -151,14 +151,15 @@ func (c *Conn) readRecord() (recordType, []byte, error) {
 }
 
 // readFailed turns a transport read error into the connection's permanent
-// error; a record cut short by EOF gets a decode_error alert.
-func (c *Conn) readFailed(err error) error {
+// error; a record cut short by EOF gets a decode_error alert. A deadline
+// that expires between records is not fatal.
+func (c *Conn) readFailed(err error, midRecord bool) error {
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return c.abort(alertDecodeError, fmt.Errorf("tlcp: truncated record: %w", err))
 	}
 	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return err // a deadline is not fatal
+	if errors.As(err, &ne) && ne.Timeout() && !midRecord {
+		return err
 	}
 	c.in.err = err
 	return err
@@ -169,11 +170,12 @@ func (c *Conn) readFailed(err error) error {
 // holds inMu or handshakeMu.
 func (c *Conn) abort(a alert, err error) error {
 	le := &LocalAlertError{Description: uint8(a), Err: err}
+	// A short deadline: the alert is a courtesy and must not block, and
+	// a Write stuck on a peer that does not read must let go of outMu.
+	c.conn.SetWriteDeadline(time.Now().Add(time.Second))
 	c.outMu.Lock()
 	if c.out.err == nil {
 		c.sendBuf = nil
-		// A short deadline: the alert is a courtesy and must not block.
-		c.conn.SetWriteDeadline(time.Now().Add(time.Second))
 		c.writeRecordLocked(recordTypeAlert, []byte{alertLevelError, byte(a)})
 		c.flushLocked()
 		c.out.err = le
@@ -264,7 +266,7 @@ func (c *Conn) readHandshakeBytes() ([]byte, error) {
 				return nil, c.abort(alertIllegalParameter, fmt.Errorf("tlcp: handshake message of %d bytes", n))
 			}
 			if len(c.hand) >= 4+n {
-				msg := c.hand[:4+n:4+n]
+				msg := c.hand[:4+n]
 				c.hand = c.hand[4+n:]
 				return msg, nil
 			}

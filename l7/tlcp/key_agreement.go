@@ -105,7 +105,9 @@ func eccProcessClientKeyExchange(rand io.Reader, encKey crypto.PrivateKey, body 
 
 // ecdhParams encodes curve_type named_curve(3), curveSM2 and the point.
 func ecdhParams(pub *ecdsa.PublicKey) []byte {
-	point := elliptic.Marshal(sm2.P256(), pub.X, pub.Y) //nolint:staticcheck // the SM2 key exchange API takes *ecdsa.PublicKey
+	// The SM2 key exchange API speaks *ecdsa.PublicKey, hence the
+	// (deprecated but exact) elliptic encoding helpers.
+	point := elliptic.Marshal(sm2.P256(), pub.X, pub.Y)
 	b := []byte{3, byte(curveSM2 >> 8), byte(curveSM2 & 0xff), byte(len(point))}
 	return append(b, point...)
 }
@@ -120,7 +122,7 @@ func readECDHParams(s *cryptobyte.String) (*ecdsa.PublicKey, []byte, bool) {
 		!s.ReadUint8LengthPrefixed(&point) {
 		return nil, nil, false
 	}
-	x, y := elliptic.Unmarshal(sm2.P256(), point) //nolint:staticcheck // checks that the point is on the curve
+	x, y := elliptic.Unmarshal(sm2.P256(), point) // nil unless an uncompressed point on the curve
 	if x == nil {
 		return nil, nil, false
 	}
@@ -164,8 +166,19 @@ func (e *ecdheServer) serverKeyExchange(rand io.Reader, signKey, encKey crypto.P
 	return signedBody(params, sig), nil
 }
 
+// processClientKeyExchange completes the exchange with the client's
+// ephemeral key. ClientECDHParams come bare (as this package and gotlcp
+// send them) or, as some implementations read GB/T 38636, inside an
+// opaque<1..2^16-1>; both are accepted, the first byte tells them apart.
 func (e *ecdheServer) processClientKeyExchange(body []byte, clientEncPub *ecdsa.PublicKey) ([]byte, error) {
 	s := cryptobyte.String(body)
+	if len(body) > 0 && body[0] != 3 {
+		var inner cryptobyte.String
+		if !s.ReadUint16LengthPrefixed(&inner) || !s.Empty() {
+			return nil, errDecode
+		}
+		s = inner
+	}
 	eph, _, ok := readECDHParams(&s)
 	if !ok || !s.Empty() {
 		return nil, errDecode
