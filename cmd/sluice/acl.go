@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -14,247 +13,247 @@ import (
 
 func aclCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "acl",
-		Usage: "IP lists, policy and protect prefixes",
+		Name:   "acl",
+		Usage:  "IP lists, the ACL policy and the protect prefixes",
+		Action: groupAction,
 		Subcommands: []*cli.Command{
-			{
-				Name: "policy", Usage: "show or set the ACL mode", ArgsUsage: "[deny|allow]", Flags: []cli.Flag{outputFlag},
-				Action: withAPI(func(c *cli.Context, api *client.Client, ctx context.Context) error {
-					if c.NArg() > 0 {
-						if err := api.SetPolicy(ctx, c.Args().First()); err != nil {
-							return err
-						}
-					}
-					a, err := api.ACL(ctx)
-					if err != nil {
-						return err
-					}
-					return render(c, map[string]string{"mode": a.Policy}, func(w io.Writer) { row(w, "policy", a.Policy) })
-				}),
-			},
-			{
-				Name: "protect", Usage: "show or replace the prefixes that are never dropped", ArgsUsage: "[CIDR…]",
-				Flags: []cli.Flag{outputFlag, &cli.BoolFlag{Name: "clear", Usage: "remove every protect prefix"}},
-				Action: withAPI(func(c *cli.Context, api *client.Client, ctx context.Context) error {
-					if c.NArg() > 0 || c.Bool("clear") {
-						if err := api.SetProtect(ctx, c.Args().Slice()); err != nil {
-							return err
-						}
-					}
-					a, err := api.ACL(ctx)
-					if err != nil {
-						return err
-					}
-					return render(c, map[string][]string{"prefixes": a.Protect}, func(w io.Writer) {
-						row(w, "PROTECT")
-						for _, p := range a.Protect {
-							row(w, p)
-						}
-					})
-				}),
-			},
-			{
-				Name: "list", Usage: "list the IP lists", Flags: []cli.Flag{outputFlag},
-				Action: withAPI(func(c *cli.Context, api *client.Client, ctx context.Context) error {
-					a, err := api.ACL(ctx)
-					if err != nil {
-						return err
-					}
-					return render(c, a, func(w io.Writer) {
-						row(w, "policy:", a.Policy)
-						row(w, "")
-						row(w, "NAME", "KIND", "ENTRIES", "VERSION")
-						for _, l := range a.Lists {
-							row(w, l.Name, l.Kind, l.Entries, l.Version)
-						}
-					})
-				}),
-			},
-			setCommand(),
-			{
-				Name: "add", Usage: "add entries to a list (creating it)", ArgsUsage: "NAME CIDR…",
-				Flags:  []cli.Flag{outputFlag, &cli.StringFlag{Name: "if-match", Usage: "only if the list is at this version"}},
-				Action: patchAction(true),
-			},
-			{
-				Name: "del", Usage: "remove entries from a list", ArgsUsage: "NAME CIDR…",
-				Flags:  []cli.Flag{outputFlag, &cli.StringFlag{Name: "if-match", Usage: "only if the list is at this version"}},
-				Action: patchAction(false),
-			},
-			{
-				Name: "show", Usage: "print a list's entries", ArgsUsage: "NAME", Flags: []cli.Flag{outputFlag},
-				Action: withAPI(func(c *cli.Context, api *client.Client, ctx context.Context) error {
-					if c.NArg() != 1 {
-						return cli.Exit("acl show: want NAME", 2)
-					}
-					l, err := api.GetList(ctx, c.Args().First())
-					if err != nil {
-						return err
-					}
-					return render(c, l, func(w io.Writer) {
-						fmt.Fprintf(w, "# %s (%s), version %s, %d entries\n", l.Name, l.Kind, l.Version, len(l.Entries))
-						for _, e := range l.Entries {
-							fmt.Fprintln(w, e)
-						}
-					})
-				}),
-			},
-			{
-				Name: "drop", Usage: "delete a list", ArgsUsage: "NAME",
-				Flags: []cli.Flag{&cli.StringFlag{Name: "if-match", Usage: "only if the list is at this version"}},
-				Action: withAPI(func(c *cli.Context, api *client.Client, ctx context.Context) error {
-					if c.NArg() != 1 {
-						return cli.Exit("acl drop: want NAME", 2)
-					}
-					return api.DeleteList(ctx, c.Args().First(), c.String("if-match"))
-				}),
-			},
-			{
-				Name: "check", Usage: "tell what happens to packets from an address, and why", ArgsUsage: "IP",
-				Flags: []cli.Flag{outputFlag},
-				Action: withAPI(func(c *cli.Context, api *client.Client, ctx context.Context) error {
-					if c.NArg() != 1 {
-						return cli.Exit("acl check: want IP", 2)
-					}
-					r, err := api.Check(ctx, c.Args().First())
-					if err != nil {
-						return err
-					}
-					return render(c, r, func(w io.Writer) {
-						row(w, r.IP, r.Verdict, "("+r.Reason+")")
-						if len(r.Lists) > 0 {
-							row(w, "")
-							row(w, "LIST", "KIND", "PREFIX")
-							for _, m := range r.Lists {
-								row(w, m.Name, m.Kind, m.Prefix)
-							}
-						}
-					})
-				}),
-			},
+			aclPolicyCommand(),
+			aclProtectCommand(),
+			aclListCommand(),
+			aclSetCommand(),
+			aclPatchCommand("add", "add entries to a list, creating it if missing"),
+			aclPatchCommand("del", "remove entries from a list"),
+			aclShowCommand(),
+			aclDropCommand(),
+			aclCheckCommand(),
 		},
 	}
 }
 
-// withAPI gives an action an API client and a bounded context.
-func withAPI(fn func(*cli.Context, *client.Client, context.Context) error) cli.ActionFunc {
-	return func(c *cli.Context) error {
-		api, err := apiClient(c)
-		if err != nil {
-			return err
-		}
-		ctx, cancel := callContext(c)
-		defer cancel()
-		return fn(c, api, ctx)
-	}
+func ifMatchFlag() cli.Flag {
+	return &cli.StringFlag{Name: "if-match", Usage: "only if the list is at this version (or * for any existing list)"}
 }
 
-func patchAction(add bool) cli.ActionFunc {
-	return withAPI(func(c *cli.Context, api *client.Client, ctx context.Context) error {
-		if c.NArg() < 2 {
-			return cli.Exit("want NAME CIDR…", 2)
-		}
-		name, entries := c.Args().First(), c.Args().Tail()
-		var r client.SyncResult
-		var err error
-		if add {
-			r, err = api.PatchList(ctx, name, entries, nil, c.String("if-match"))
-		} else {
-			r, err = api.PatchList(ctx, name, nil, entries, c.String("if-match"))
-		}
-		if err != nil {
-			return err
-		}
-		return printSync(c, r)
-	})
-}
-
-func printSync(c *cli.Context, r client.SyncResult) error {
-	return render(c, r, func(w io.Writer) {
-		row(w, "LIST", "KIND", "VERSION", "ADDED", "REMOVED", "ENTRIES", "TOOK")
-		row(w, r.Name, r.Kind, r.Version, r.Added, r.Removed, r.Entries, fmt.Sprintf("%.1fms", r.DurationMS))
-	})
-}
-
-func setCommand() *cli.Command {
+func aclPolicyCommand() *cli.Command {
 	return &cli.Command{
-		Name: "set", Usage: "replace a whole list from a file (one IP or CIDR per line)", ArgsUsage: "NAME",
-		Flags: []cli.Flag{
-			outputFlag,
-			&cli.StringFlag{Name: "kind", Usage: "deny or allow"},
-			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Required: true, Usage: "list file, or - for stdin"},
-			&cli.StringFlag{Name: "if-match", Usage: "only if the list is at this version"},
-		},
-		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return cli.Exit("acl set: want NAME", 2)
-			}
-			api, err := apiClient(c)
-			if err != nil {
+		Name: "policy", Usage: "show the ACL mode, or set it: deny (drop what deny lists hold) or allow (drop what no allow list holds)",
+		ArgsUsage: "[deny|allow]", Flags: []cli.Flag{outputFlag()},
+		Action: apiAction(func(c *cli.Context, ctx context.Context, api *client.Client) error {
+			if err := wantArgs(c, 0, 1); err != nil {
 				return err
 			}
-			var in io.Reader = os.Stdin
-			var size int64
-			if f := c.String("file"); f != "-" {
-				fh, err := os.Open(f)
+			var p client.Policy
+			if c.NArg() == 1 {
+				mode := c.Args().First()
+				if mode != "deny" && mode != "allow" {
+					return usageError(c, "acl policy %q: want deny or allow", mode)
+				}
+				var err error
+				if p, err = api.SetPolicy(ctx, mode); err != nil {
+					return err
+				}
+			} else {
+				a, err := api.ACL(ctx)
 				if err != nil {
 					return err
 				}
-				defer fh.Close()
-				if st, err := fh.Stat(); err == nil {
-					size = st.Size()
+				p.Mode = a.Policy
+			}
+			return render(c, p, func(w io.Writer) { row(w, "policy", p.Mode) })
+		}),
+	}
+}
+
+func aclProtectCommand() *cli.Command {
+	return &cli.Command{
+		Name: "protect", Usage: "show the prefixes that are never dropped, or replace them",
+		ArgsUsage: "[CIDR…]",
+		Flags:     []cli.Flag{outputFlag(), &cli.BoolFlag{Name: "clear", Usage: "remove every protect prefix"}},
+		Action: apiAction(func(c *cli.Context, ctx context.Context, api *client.Client) error {
+			var p client.Protect
+			switch {
+			case c.Bool("clear") && c.NArg() > 0:
+				return usageError(c, "acl protect: --clear takes no prefixes")
+			case c.Bool("clear") || c.NArg() > 0:
+				var err error
+				if p, err = api.SetProtect(ctx, c.Args().Slice()); err != nil {
+					return err
 				}
-				in = fh
+			default:
+				a, err := api.ACL(ctx)
+				if err != nil {
+					return err
+				}
+				p.Prefixes = a.Protect
 			}
-			if w, ok := c.App.ErrWriter.(*os.File); ok && isTerminal(w) {
-				p := newProgress(in, size, w)
-				defer p.done()
-				in = p
+			if p.Prefixes == nil {
+				p.Prefixes = []string{}
 			}
-			r, err := api.SyncList(c.Context, c.Args().First(), c.String("kind"), in, c.String("if-match"))
+			return render(c, p, func(w io.Writer) {
+				if len(p.Prefixes) == 0 {
+					fmt.Fprintln(w, "no protect prefixes")
+					return
+				}
+				row(w, "PROTECT")
+				for _, pr := range p.Prefixes {
+					row(w, pr)
+				}
+			})
+		}),
+	}
+}
+
+func aclListCommand() *cli.Command {
+	return &cli.Command{
+		Name: "list", Usage: "show the policy, the protect prefixes and the IP lists", Flags: []cli.Flag{outputFlag()},
+		Action: apiAction(func(c *cli.Context, ctx context.Context, api *client.Client) error {
+			if err := wantArgs(c, 0, 0); err != nil {
+				return err
+			}
+			a, err := api.ACL(ctx)
+			if err != nil {
+				return err
+			}
+			return render(c, a, func(w io.Writer) {
+				protect := strings.Join(a.Protect, ", ")
+				if protect == "" {
+					protect = "-"
+				}
+				row(w, "policy", a.Policy)
+				row(w, "protect", protect)
+				fmt.Fprintln(w)
+				if len(a.Lists) == 0 {
+					fmt.Fprintln(w, "no lists")
+					return
+				}
+				row(w, "NAME", "KIND", "ENTRIES", "VERSION")
+				for _, l := range a.Lists {
+					row(w, l.Name, l.Kind, grouped(l.Entries), l.Version)
+				}
+			})
+		}),
+	}
+}
+
+func aclPatchCommand(name, usage string) *cli.Command {
+	return &cli.Command{
+		Name: name, Usage: usage, ArgsUsage: "NAME CIDR…",
+		Flags: []cli.Flag{outputFlag(), ifMatchFlag(),
+			&cli.StringFlag{Name: "kind", Usage: "deny or allow, for a list that does not exist yet (default deny)"}},
+		Action: apiAction(func(c *cli.Context, ctx context.Context, api *client.Client) error {
+			if err := wantArgs(c, 2, -1); err != nil {
+				return err
+			}
+			if err := checkKind(c); err != nil {
+				return err
+			}
+			list, entries := c.Args().First(), c.Args().Tail()
+			var add, remove []string
+			if name == "add" {
+				add = entries
+			} else {
+				remove = entries
+			}
+			r, err := api.PatchList(ctx, list, c.String("kind"), add, remove, c.String("if-match"))
 			if err != nil {
 				return err
 			}
 			return printSync(c, r)
-		},
+		}),
 	}
 }
 
-func completionCommand() *cli.Command {
+func checkKind(c *cli.Context) error {
+	if k := c.String("kind"); k != "" && k != "deny" && k != "allow" {
+		return usageError(c, "--kind %q: want deny or allow", k)
+	}
+	return nil
+}
+
+// printSync prints the answer of a list write.
+func printSync(c *cli.Context, r client.SyncResult) error {
+	return render(c, r, func(w io.Writer) {
+		row(w, "LIST", "KIND", "VERSION", "ADDED", "REMOVED", "ENTRIES", "TOOK")
+		row(w, r.Name, r.Kind, r.Version, grouped(r.Added), grouped(r.Removed), grouped(r.Entries), fmt.Sprintf("%.1fms", r.DurationMS))
+	})
+}
+
+func aclShowCommand() *cli.Command {
 	return &cli.Command{
-		Name: "completion", Usage: "print a shell completion script", ArgsUsage: "bash|zsh",
-		Action: func(c *cli.Context) error {
-			switch c.Args().First() {
-			case "bash":
-				fmt.Fprint(c.App.Writer, bashCompletion)
-			case "zsh":
-				fmt.Fprint(c.App.Writer, zshCompletion)
-			default:
-				return cli.Exit("completion: want bash or zsh", 2)
+		Name: "show", Usage: "print the entries of a list (the table form is a valid list file)", ArgsUsage: "NAME",
+		Flags: []cli.Flag{outputFlag()},
+		Action: apiAction(func(c *cli.Context, ctx context.Context, api *client.Client) error {
+			if err := wantArgs(c, 1, 1); err != nil {
+				return err
 			}
-			return nil
-		},
+			name := c.Args().First()
+			if c.String("output") == "json" {
+				l, err := api.GetList(ctx, name)
+				if err != nil {
+					return err
+				}
+				return render(c, l, nil)
+			}
+			// The table form streams the entries: a list can hold millions.
+			a, err := api.ACL(ctx)
+			if err != nil {
+				return err
+			}
+			for _, l := range a.Lists {
+				if l.Name == name {
+					fmt.Fprintf(c.App.Writer, "# list %s (%s), version %s, %s entries\n", l.Name, l.Kind, l.Version, grouped(l.Entries))
+				}
+			}
+			_, err = api.WriteList(ctx, name, c.App.Writer)
+			return err
+		}),
 	}
 }
 
-const bashCompletion = `# sluice bash completion: source <(sluice completion bash)
-_sluice_complete() {
-  local cur opts
-  COMPREPLY=()
-  cur="${COMP_WORDS[COMP_CWORD]}"
-  opts=$( "${COMP_WORDS[@]:0:$COMP_CWORD}" --generate-bash-completion 2>/dev/null )
-  COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-  return 0
+func aclDropCommand() *cli.Command {
+	return &cli.Command{
+		Name: "drop", Usage: "delete a list", ArgsUsage: "NAME", Flags: []cli.Flag{ifMatchFlag()},
+		Action: apiAction(func(c *cli.Context, ctx context.Context, api *client.Client) error {
+			if err := wantArgs(c, 1, 1); err != nil {
+				return err
+			}
+			if err := api.DeleteList(ctx, c.Args().First(), c.String("if-match")); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "deleted list %s\n", c.Args().First())
+			return nil
+		}),
+	}
 }
-complete -o default -F _sluice_complete sluice
-`
 
-var zshCompletion = strings.ReplaceAll(`#compdef sluice
-# sluice zsh completion: source <(sluice completion zsh)
-_sluice() {
-  local -a opts
-  opts=("${(@f)$(${words[@]:0:#words[@]-1} --generate-bash-completion)}")
-  _describe 'values' opts
+func aclCheckCommand() *cli.Command {
+	return &cli.Command{
+		Name: "check", Usage: "tell what the datapath does with packets from an address, and why", ArgsUsage: "IP",
+		Flags: []cli.Flag{outputFlag()},
+		Action: apiAction(func(c *cli.Context, ctx context.Context, api *client.Client) error {
+			if err := wantArgs(c, 1, 1); err != nil {
+				return err
+			}
+			r, err := api.Check(ctx, c.Args().First())
+			if err != nil {
+				return err
+			}
+			if r.Lists == nil {
+				r.Lists = []client.CheckMatch{}
+			}
+			return render(c, r, func(w io.Writer) {
+				row(w, "ip", r.IP)
+				row(w, "verdict", r.Verdict)
+				row(w, "reason", r.Reason)
+				if len(r.Lists) == 0 {
+					return
+				}
+				fmt.Fprintln(w)
+				row(w, "LIST", "KIND", "PREFIX")
+				for _, m := range r.Lists {
+					row(w, m.Name, m.Kind, m.Prefix)
+				}
+			})
+		}),
+	}
 }
-compdef _sluice sluice
-`, "\t", "  ")

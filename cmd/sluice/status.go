@@ -1,85 +1,105 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"sort"
-	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/sluicelb/sluice/mgmt/client"
 )
 
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
 		Usage: "show the daemon's version, uptime and attached interfaces",
-		Flags: []cli.Flag{outputFlag},
-		Action: func(c *cli.Context) error {
-			api, err := apiClient(c)
-			if err != nil {
+		Flags: []cli.Flag{outputFlag()},
+		Action: apiAction(func(c *cli.Context, ctx context.Context, api *client.Client) error {
+			if err := wantArgs(c, 0, 0); err != nil {
 				return err
 			}
-			ctx, cancel := callContext(c)
-			defer cancel()
 			st, err := api.Status(ctx)
 			if err != nil {
 				return err
 			}
 			return render(c, st, func(w io.Writer) {
 				row(w, "version", st.Version)
-				row(w, "uptime", (time.Duration(st.UptimeSeconds) * time.Second).String())
+				row(w, "uptime", humanDuration(st.UptimeSeconds))
 				row(w, "bpffs", st.BPFFS)
-				row(w, "")
-				row(w, "IFACE", "IFINDEX", "XDP MODE", "PROGRAM", "LINK")
+				fmt.Fprintln(w)
+				if len(st.Interfaces) == 0 {
+					fmt.Fprintln(w, "no interfaces attached")
+					return
+				}
+				row(w, "IFACE", "IFINDEX", "XDP MODE", "PROGRAM ID", "LINK ID")
 				for _, i := range st.Interfaces {
 					row(w, i.Name, i.Ifindex, i.XDPMode, i.ProgramID, i.LinkID)
 				}
 			})
-		},
+		}),
 	}
 }
 
+// verdictOrder is the order of the verdict rows of `sluice stats`.
 var verdictOrder = []string{"pass", "drop", "tx", "redirect", "aborted"}
 
 func statsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "stats",
-		Usage: "show packets per verdict, drops per reason and per list",
-		Flags: []cli.Flag{outputFlag},
-		Action: func(c *cli.Context) error {
-			api, err := apiClient(c)
-			if err != nil {
+		Usage: "show packets per verdict and interface, drops per reason and per list",
+		Flags: []cli.Flag{outputFlag()},
+		Action: apiAction(func(c *cli.Context, ctx context.Context, api *client.Client) error {
+			if err := wantArgs(c, 0, 0); err != nil {
 				return err
 			}
-			ctx, cancel := callContext(c)
-			defer cancel()
 			st, err := api.Stats(ctx)
 			if err != nil {
 				return err
 			}
-			return render(c, st, func(w io.Writer) {
-				row(w, "IFACE", "VERDICT", "PACKETS", "BYTES")
-				for _, i := range st.Interfaces {
-					for _, v := range verdictOrder {
-						n := i.Verdicts[v]
-						row(w, i.Name, v, human(n.Packets), humanBytes(n.Bytes))
-					}
-				}
-				row(w, "")
-				row(w, "DROP REASON", "PACKETS", "BYTES")
-				reasons := make([]string, 0, len(st.Drops))
-				for r := range st.Drops {
-					reasons = append(reasons, r)
-				}
-				sort.Strings(reasons)
-				for _, r := range reasons {
-					row(w, r, human(st.Drops[r].Packets), humanBytes(st.Drops[r].Bytes))
-				}
-				row(w, "")
-				row(w, "LIST", "KIND", "ENTRIES", "DROPPED", "BYTES")
-				for _, l := range st.Lists {
-					row(w, l.Name, l.Kind, l.Entries, human(l.Drops.Packets), humanBytes(l.Drops.Bytes))
-				}
-			})
-		},
+			return render(c, st, func(w io.Writer) { statsTable(w, st) })
+		}),
 	}
+}
+
+func statsTable(w io.Writer, st client.Stats) {
+	row(w, "IFACE", "VERDICT", "PACKETS", "BYTES")
+	for _, i := range st.Interfaces {
+		for _, v := range sortedKeys(i.Verdicts, verdictOrder) {
+			n := i.Verdicts[v]
+			row(w, i.Name, v, human(n.Packets), humanBytes(n.Bytes))
+		}
+	}
+	fmt.Fprintln(w)
+	row(w, "DROP REASON", "PACKETS", "BYTES")
+	for _, r := range sortedKeys(st.Drops, nil) {
+		row(w, r, human(st.Drops[r].Packets), humanBytes(st.Drops[r].Bytes))
+	}
+	if len(st.Lists) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	row(w, "LIST", "KIND", "ENTRIES", "DROPPED", "BYTES")
+	for _, l := range st.Lists {
+		row(w, l.Name, l.Kind, grouped(l.Entries), human(l.Drops.Packets), humanBytes(l.Drops.Bytes))
+	}
+}
+
+// sortedKeys returns the keys of m: first those of order (all of them, even
+// when missing from m), then the others sorted.
+func sortedKeys(m map[string]client.Counter, order []string) []string {
+	keys := append([]string(nil), order...)
+	var rest []string
+	for k := range m {
+		known := false
+		for _, o := range order {
+			known = known || o == k
+		}
+		if !known {
+			rest = append(rest, k)
+		}
+	}
+	sort.Strings(rest)
+	return append(keys, rest...)
 }

@@ -5,19 +5,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 )
-
-// Status returns the daemon's status.
-func (c *Client) Status(ctx context.Context) (Status, error) {
-	var s Status
-	return s, c.getJSON(ctx, "/v1/status", &s)
-}
-
-// Stats returns the datapath counters.
-func (c *Client) Stats(ctx context.Context) (Stats, error) {
-	var s Stats
-	return s, c.getJSON(ctx, "/v1/stats", &s)
-}
 
 // ACL returns the policy, the protect prefixes and the lists.
 func (c *Client) ACL(ctx context.Context) (ACL, error) {
@@ -25,60 +14,73 @@ func (c *Client) ACL(ctx context.Context) (ACL, error) {
 	return a, c.getJSON(ctx, "/v1/acl", &a)
 }
 
-// SetPolicy sets the ACL mode (deny or allow).
-func (c *Client) SetPolicy(ctx context.Context, mode string) error {
-	_, err := c.sendJSON(ctx, http.MethodPut, "/v1/acl/policy", map[string]string{"mode": mode}, nil, nil)
-	return err
+// SetPolicy sets the ACL mode, deny or allow, and returns the mode now in force.
+func (c *Client) SetPolicy(ctx context.Context, mode string) (Policy, error) {
+	var p Policy
+	_, err := c.sendJSON(ctx, http.MethodPut, "/v1/acl/policy", Policy{Mode: mode}, &p, nil)
+	return p, err
 }
 
-// SetProtect replaces the protect prefixes.
-func (c *Client) SetProtect(ctx context.Context, prefixes []string) error {
+// SetProtect replaces the protect prefixes (nil clears them) and returns the
+// prefixes now in force.
+func (c *Client) SetProtect(ctx context.Context, prefixes []string) (Protect, error) {
 	if prefixes == nil {
 		prefixes = []string{}
 	}
-	_, err := c.sendJSON(ctx, http.MethodPut, "/v1/acl/protect", map[string][]string{"prefixes": prefixes}, nil, nil)
-	return err
+	var p Protect
+	_, err := c.sendJSON(ctx, http.MethodPut, "/v1/acl/protect", Protect{Prefixes: prefixes}, &p, nil)
+	return p, err
 }
 
-func listPath(name, kind string) string {
-	p := "/v1/acl/lists/" + url.PathEscape(name)
-	if kind != "" {
-		p += "?kind=" + url.QueryEscape(kind)
-	}
-	return p
-}
-
-func ifMatchHeader(v string) http.Header {
-	if v == "" {
-		return nil
-	}
-	return http.Header{"If-Match": {`"` + v + `"`}}
-}
-
-// SyncList replaces list name with the text/plain body (one entry per line),
-// streamed as it is read.
+// SyncList replaces the whole list name with body, text/plain with one IP or
+// CIDR per line, streamed as it is read (never held in memory). kind (deny or
+// allow) may be empty: deny for a new list, unchanged for an existing one.
+// ifMatch, when not empty, is the version the list must be at (or "*").
+// Bad lines come back as an *APIError with code invalid_entries.
 func (c *Client) SyncList(ctx context.Context, name, kind string, body io.Reader, ifMatch string) (SyncResult, error) {
 	var r SyncResult
 	_, err := c.Do(ctx, Request{Method: http.MethodPut, Path: listPath(name, kind), Body: body,
-		ContentType: "text/plain", Header: ifMatchHeader(ifMatch)}, &r)
+		ContentType: "text/plain; charset=utf-8", Header: ifMatchHeader(ifMatch)}, &r)
 	return r, err
 }
 
-// PatchList adds and removes entries of list name.
-func (c *Client) PatchList(ctx context.Context, name string, add, remove []string, ifMatch string) (SyncResult, error) {
+// PatchList adds and removes entries of list name, creating it (with kind,
+// deny when empty) if it is missing. Removing an absent entry is not an error.
+func (c *Client) PatchList(ctx context.Context, name, kind string, add, remove []string, ifMatch string) (SyncResult, error) {
+	if add == nil {
+		add = []string{}
+	}
+	if remove == nil {
+		remove = []string{}
+	}
 	var r SyncResult
-	body := map[string][]string{"add": add, "remove": remove}
-	_, err := c.sendJSON(ctx, http.MethodPatch, listPath(name, ""), body, &r, ifMatchHeader(ifMatch))
+	body := struct {
+		Add    []string `json:"add"`
+		Remove []string `json:"remove"`
+	}{add, remove}
+	_, err := c.sendJSON(ctx, http.MethodPatch, listPath(name, kind), body, &r, ifMatchHeader(ifMatch))
 	return r, err
 }
 
-// GetList returns list name with its entries.
+// GetList returns list name with its entries; a missing list is an
+// *APIError with status 404.
 func (c *Client) GetList(ctx context.Context, name string) (List, error) {
 	var l List
 	return l, c.getJSON(ctx, listPath(name, ""), &l)
 }
 
-// DeleteList removes list name.
+// WriteList streams the entries of list name to w as text/plain, one prefix
+// per line, and returns the list's version (from the ETag).
+func (c *Client) WriteList(ctx context.Context, name string, w io.Writer) (string, error) {
+	h, err := c.Do(ctx, Request{Method: http.MethodGet, Path: listPath(name, ""),
+		Header: http.Header{"Accept": {"text/plain"}}}, w)
+	if err != nil {
+		return "", err
+	}
+	return strings.Trim(h.Get("ETag"), `"`), nil
+}
+
+// DeleteList removes list name; ifMatch as for SyncList.
 func (c *Client) DeleteList(ctx context.Context, name, ifMatch string) error {
 	_, err := c.Do(ctx, Request{Method: http.MethodDelete, Path: listPath(name, ""), Header: ifMatchHeader(ifMatch)}, nil)
 	return err
@@ -90,8 +92,21 @@ func (c *Client) Check(ctx context.Context, ip string) (Check, error) {
 	return r, c.getJSON(ctx, "/v1/acl/check?ip="+url.QueryEscape(ip), &r)
 }
 
-// Metrics writes the Prometheus text exposition to w.
-func (c *Client) Metrics(ctx context.Context, w io.Writer) error {
-	_, err := c.Do(ctx, Request{Method: http.MethodGet, Path: "/metrics"}, w)
-	return err
+func listPath(name, kind string) string {
+	p := "/v1/acl/lists/" + url.PathEscape(name)
+	if kind != "" {
+		p += "?kind=" + url.QueryEscape(kind)
+	}
+	return p
+}
+
+// ifMatchHeader quotes a bare version; "*" and quoted versions pass unchanged.
+func ifMatchHeader(v string) http.Header {
+	switch {
+	case v == "":
+		return nil
+	case v == "*" || strings.HasPrefix(v, `"`) || strings.HasPrefix(v, `W/"`):
+		return http.Header{"If-Match": {v}}
+	}
+	return http.Header{"If-Match": {`"` + v + `"`}}
 }

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,65 +16,55 @@ import (
 	"time"
 )
 
-// Client talks to one daemon.
+// DefaultTimeout bounds the calls that are not list uploads; callers apply
+// it through their context.
+const DefaultTimeout = 30 * time.Second
+
+// Client talks to one daemon. It is safe for concurrent use.
 type Client struct {
+	api   string
 	base  string
 	token string
 	hc    *http.Client
 }
 
 // New returns a client for api, which is unix:///path/to/socket or
-// http(s)://host:port. The token is sent as a bearer token when not empty.
+// http(s)://host:port. The token, when not empty, is sent as a bearer token.
+// An address of another form is an error.
 func New(api, token string) (*Client, error) {
 	u, err := url.Parse(api)
 	if err != nil {
 		return nil, fmt.Errorf("api address %q: %w", api, err)
 	}
-	c := &Client{token: token, hc: &http.Client{}}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	c := &Client{api: api, token: token, hc: &http.Client{Transport: tr}}
 	switch u.Scheme {
 	case "unix":
-		path := u.Path
+		path := u.Opaque
+		if path == "" {
+			path = u.Host + u.Path
+		}
+		if path == "" {
+			return nil, fmt.Errorf("api address %q: want unix:///path/to/socket", api)
+		}
 		c.base = "http://sluice"
-		c.hc.Transport = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		tr.Proxy = nil
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", path)
-		}}
+		}
 	case "http", "https":
-		c.base = strings.TrimSuffix(api, "/")
+		if u.Host == "" {
+			return nil, fmt.Errorf("api address %q: no host", api)
+		}
+		c.base = strings.TrimSuffix(u.Scheme+"://"+u.Host+u.Path, "/")
 	default:
-		return nil, fmt.Errorf("api address %q: want unix:///path or http://host:port", api)
+		return nil, fmt.Errorf("api address %q: want unix:///path or http(s)://host:port", api)
 	}
 	return c, nil
 }
 
-// APIError is an error answer of the API.
-type APIError struct {
-	Status  int               `json:"-"`
-	Code    string            `json:"code"`
-	Message string            `json:"message"`
-	Details []json.RawMessage `json:"details"`
-}
-
-// Error renders the status, code, message and the details, one per line.
-func (e *APIError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d %s: %s", e.Status, e.Code, e.Message)
-	for _, d := range e.Details {
-		var bl struct {
-			Line  int    `json:"line"`
-			Text  string `json:"text"`
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(d, &bl) == nil && bl.Line > 0 {
-			fmt.Fprintf(&b, "\n  line %d: %q: %s", bl.Line, bl.Text, bl.Error)
-		} else {
-			fmt.Fprintf(&b, "\n  %s", d)
-		}
-	}
-	return b.String()
-}
-
-// Request is one call: method, path, optional body and headers.
+// Request is one call: method, path (with query), optional body and headers.
 type Request struct {
 	Method, Path string
 	Body         io.Reader
@@ -81,12 +72,14 @@ type Request struct {
 	Header       http.Header
 }
 
-// Do sends req and decodes a JSON answer into out (when not nil). An error
-// answer becomes *APIError.
+// Do sends req and decodes a JSON answer into out when out is not nil; when
+// out is an io.Writer the answer's body is copied there instead. An error
+// answer comes back as *APIError; a daemon that cannot be reached is an error
+// that names the address.
 func (c *Client) Do(ctx context.Context, req Request, out any) (http.Header, error) {
 	r, err := http.NewRequestWithContext(ctx, req.Method, c.base+req.Path, req.Body)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s %s: %w", req.Method, req.Path, err)
 	}
 	for k, vs := range req.Header {
 		for _, v := range vs {
@@ -96,30 +89,32 @@ func (c *Client) Do(ctx context.Context, req Request, out any) (http.Header, err
 	if req.ContentType != "" {
 		r.Header.Set("Content-Type", req.ContentType)
 	}
+	if r.Header.Get("Accept") == "" {
+		r.Header.Set("Accept", "application/json")
+	}
 	if c.token != "" {
 		r.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.hc.Do(r)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", req.Method, req.Path, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("%s %s at %s: %w", req.Method, req.Path, c.api, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {
-		var env struct {
-			Error APIError `json:"error"`
-		}
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if json.Unmarshal(b, &env) != nil || env.Error.Code == "" {
-			env.Error = APIError{Code: http.StatusText(resp.StatusCode), Message: strings.TrimSpace(string(b))}
-		}
-		env.Error.Status = resp.StatusCode
-		return resp.Header, &env.Error
+		return resp.Header, decodeError(resp)
 	}
-	if w, ok := out.(io.Writer); ok {
-		_, err = io.Copy(w, resp.Body)
-		return resp.Header, err
-	}
-	if out != nil {
+	switch o := out.(type) {
+	case nil:
+		return resp.Header, nil
+	case io.Writer:
+		if _, err := io.Copy(o, resp.Body); err != nil {
+			return resp.Header, fmt.Errorf("read answer of %s %s: %w", req.Method, req.Path, err)
+		}
+	default:
 		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 			return resp.Header, fmt.Errorf("decode answer of %s %s: %w", req.Method, req.Path, err)
 		}
@@ -135,10 +130,8 @@ func (c *Client) getJSON(ctx context.Context, path string, out any) error {
 func (c *Client) sendJSON(ctx context.Context, method, path string, in, out any, header http.Header) (http.Header, error) {
 	b, err := json.Marshal(in)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("encode %s %s: %w", method, path, err)
 	}
-	return c.Do(ctx, Request{Method: method, Path: path, Body: bytes.NewReader(b), ContentType: "application/json", Header: header}, out)
+	return c.Do(ctx, Request{Method: method, Path: path, Body: bytes.NewReader(b),
+		ContentType: "application/json", Header: header}, out)
 }
-
-// DefaultTimeout bounds calls that are not list uploads.
-const DefaultTimeout = 30 * time.Second

@@ -6,7 +6,7 @@ type Counter struct {
 	Bytes   uint64 `json:"bytes"`
 }
 
-// Interface is an interface the program is attached to.
+// Interface is an interface the XDP program is attached to.
 type Interface struct {
 	Name      string `json:"name"`
 	Ifindex   int    `json:"ifindex"`
@@ -38,7 +38,17 @@ type ACL struct {
 	Lists   []ListInfo `json:"lists"`
 }
 
-// SyncResult answers a list write.
+// Policy is the body and answer of PUT /v1/acl/policy.
+type Policy struct {
+	Mode string `json:"mode"`
+}
+
+// Protect is the body and answer of PUT /v1/acl/protect.
+type Protect struct {
+	Prefixes []string `json:"prefixes"`
+}
+
+// SyncResult answers a list write (PUT or PATCH /v1/acl/lists/{name}).
 type SyncResult struct {
 	Name       string  `json:"name"`
 	Kind       string  `json:"kind"`
