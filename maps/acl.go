@@ -77,8 +77,13 @@ func (a *ACL) Replace(id ListID, prefixes []netip.Prefix) (Change, error) {
 	return a.apply(id, add, [2][]pfx{}, true)
 }
 
+// smallPatch is the largest patch applied in place; larger ones rebuild the
+// tables, which costs time in proportion to the whole table.
+const smallPatch = 256
+
 // Patch adds and removes prefixes of list id; removing an absent prefix is not
-// an error, and a prefix in both add and remove ends up added.
+// an error, and a prefix in both add and remove ends up added. A small patch
+// touches only the patched prefixes and those inside them.
 func (a *ACL) Patch(id ListID, add, remove []netip.Prefix) (Change, error) {
 	ad, err := splitFamilies(add)
 	if err != nil {
@@ -87,6 +92,9 @@ func (a *ACL) Patch(id ListID, add, remove []netip.Prefix) (Change, error) {
 	rm, err := splitFamilies(remove)
 	if err != nil {
 		return Change{}, err
+	}
+	if len(ad[0])+len(ad[1])+len(rm[0])+len(rm[1]) <= smallPatch {
+		return a.patchInPlace(id, ad, rm)
 	}
 	return a.apply(id, ad, rm, false)
 }
@@ -511,4 +519,165 @@ func splitFamilies(prefixes []netip.Prefix) ([2][]pfx, error) {
 		out[f] = slices.Compact(out[f])
 	}
 	return out, nil
+}
+
+// patchInPlace applies one prefix at a time: it computes the writes from the
+// model, writes them (updates before deletes), and only then changes the
+// model. A failure undoes the failed prefix's writes and every earlier one's
+// writes and model changes, newest first.
+func (a *ACL) patchInPlace(id ListID, add, remove [2][]pfx) (Change, error) {
+	if id > ProtectList {
+		return Change{}, fmt.Errorf("list id %d out of range", id)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var ch Change
+	var undo []func() error
+	fail := func(err error) (Change, error) {
+		for i := len(undo) - 1; i >= 0; i-- {
+			if rerr := undo[i](); rerr != nil {
+				return Change{}, errors.Join(err, fmt.Errorf("roll back acl trie: %w", rerr))
+			}
+		}
+		return Change{}, err
+	}
+	for f, t := range a.tables {
+		ops := make([]pfx, 0, len(remove[f])+len(add[f]))
+		ops = append(append(ops, remove[f]...), add[f]...)
+		for k, p := range ops {
+			set := k >= len(remove[f])
+			changed, pl, apply, err := t.patchOne(p, id.Bit(), set)
+			if err != nil {
+				return fail(err)
+			}
+			if !changed {
+				continue
+			}
+			if err := a.write(planFor(f, pl)); err != nil {
+				return fail(err)
+			}
+			undo = append(undo, apply())
+			if set {
+				ch.Added++
+			} else {
+				ch.Removed++
+			}
+		}
+		if len(t.es) > t.capacity {
+			return fail(fmt.Errorf("%w: %d entries, capacity %d", ErrCapacity, len(t.es), t.capacity))
+		}
+	}
+	a.counts[id] += ch.Added - ch.Removed
+	ch.Entries = a.counts[id]
+	return ch, nil
+}
+
+func planFor(family int, pl plan) [2]plan {
+	var out [2]plan
+	out[family] = pl
+	return out
+}
+
+// patchOne computes what setting or clearing bit on p does: the writes, and a
+// function that applies the change to the model and returns its undo (which
+// restores the model and the trie). changed is false when the list already
+// is as asked.
+func (t *table) patchOne(p pfx, bit uint64, set bool) (bool, plan, func() func() error, error) {
+	i, found := t.find(p)
+	var old entry
+	if found {
+		old = t.es[i]
+	}
+	own := old.own &^ bit
+	if set {
+		own |= bit
+	}
+	if own == old.own && found == (own != 0) {
+		return false, plan{}, nil, nil
+	}
+	parent := t.parentEff(p)
+	self := entry{p: p, own: own, eff: own | parent}
+
+	// The descendants follow p (or its insertion point) contiguously.
+	start := i
+	if found {
+		start = i + 1
+	}
+	end := start
+	for end < len(t.es) && p.contains(t.es[end].p) {
+		end++
+	}
+	newEff := make([]uint64, end-start)
+	type open struct {
+		p   pfx
+		eff uint64
+	}
+	stack := []open{{p: p, eff: parent}}
+	if own != 0 {
+		stack[0].eff = self.eff
+	}
+	for k := start; k < end; k++ {
+		e := t.es[k]
+		for len(stack) > 1 && !stack[len(stack)-1].p.contains(e.p) {
+			stack = stack[:len(stack)-1]
+		}
+		newEff[k-start] = e.own | stack[len(stack)-1].eff
+		stack = append(stack, open{p: e.p, eff: newEff[k-start]})
+	}
+
+	var pl plan
+	switch {
+	case own != 0:
+		pl.updates = append(pl.updates, write{p: p, mask: self.eff, oldMask: old.eff, existed: found})
+	case found:
+		pl.deletes = append(pl.deletes, write{p: p, oldMask: old.eff, existed: true})
+	}
+	for k := start; k < end; k++ {
+		if newEff[k-start] != t.es[k].eff {
+			pl.updates = append(pl.updates, write{p: t.es[k].p, mask: newEff[k-start], oldMask: t.es[k].eff, existed: true})
+		}
+	}
+
+	apply := func() func() error {
+		oldEff := make([]uint64, end-start)
+		for k := start; k < end; k++ {
+			oldEff[k-start] = t.es[k].eff
+			t.es[k].eff = newEff[k-start]
+		}
+		switch {
+		case found && own != 0:
+			t.es[i] = self
+		case found:
+			t.es = slices.Delete(t.es, i, i+1)
+		default:
+			t.es = slices.Insert(t.es, i, self)
+		}
+		return func() error {
+			switch {
+			case found && own != 0:
+				t.es[i] = old
+			case found:
+				t.es = slices.Insert(t.es, i, old)
+			default:
+				t.es = slices.Delete(t.es, i, i+1)
+			}
+			for k := start; k < end; k++ {
+				t.es[k].eff = oldEff[k-start]
+			}
+			all := append(append([]write{}, pl.updates...), pl.deletes...)
+			return t.undo(all)
+		}
+	}
+	return true, pl, apply, nil
+}
+
+// parentEff returns the effective mask of the longest stored prefix that
+// strictly contains p, or 0.
+func (t *table) parentEff(p pfx) uint64 {
+	for n := int(p.bits) - 1; n >= 0; n-- {
+		if i, ok := t.find(p.masked(uint8(n))); ok {
+			return t.es[i].eff
+		}
+	}
+	return 0
 }

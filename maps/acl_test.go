@@ -281,3 +281,34 @@ func TestMappedIPv6IsIPv4(t *testing.T) {
 		t.Fatal("an IPv4-mapped prefix did not land in the IPv4 trie")
 	}
 }
+
+func TestPatchFailureMidwayRollsBackEverything(t *testing.T) {
+	for failAt := int64(1); failAt <= 8; failAt++ {
+		v4 := NewFake()
+		faulty := &Faulty{PrefixMap: v4}
+		a := NewACL(faulty, NewFake())
+		mustReplace(t, a, 0, "10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "192.0.2.0/24")
+		mustReplace(t, a, 1, "10.1.2.3/32")
+		before, entries, others := snapshot(v4), a.Entries(0), a.Entries(1)
+		faulty.FailAt = faulty.calls.Load() + failAt
+		add := []netip.Prefix{netip.MustParsePrefix("10.1.0.0/20"), netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("10.0.0.0/8")}
+		remove := []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("192.0.2.0/24")}
+		_, err := a.Patch(0, add, remove)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, ErrInjected) {
+			t.Fatalf("failAt %d: err = %v", failAt, err)
+		}
+		if got := snapshot(v4); !equalMaps(got, before) {
+			t.Fatalf("failAt %d: trie after rollback = %v, want %v", failAt, got, before)
+		}
+		if !slices.Equal(a.Entries(0), entries) || !slices.Equal(a.Entries(1), others) {
+			t.Fatalf("failAt %d: lists after rollback = %v %v", failAt, a.Entries(0), a.Entries(1))
+		}
+		// The model still matches the trie: a reconcile finds nothing to do.
+		if ch, err := a.Reconcile(); err != nil || ch.Added+ch.Removed != 0 {
+			t.Fatalf("failAt %d: reconcile after rollback = %+v %v", failAt, ch, err)
+		}
+	}
+}

@@ -276,16 +276,7 @@ func (s *aclState) write(w listWrite) (SyncResult, error) {
 		undoPolicy()
 		return SyncResult{}, aclWriteError(err)
 	}
-	var stored []netip.Prefix
-	if w.replace {
-		stored = w.entries
-	} else {
-		stored = s.acl.Entries(id)
-	}
-	if stored == nil {
-		stored = []netip.Prefix{}
-	}
-	if err := s.store.PutList(next, stored); err != nil {
+	if err := s.persist(&next, w, id); err != nil {
 		s.rollbackList(l, id)
 		undoPolicy()
 		return SyncResult{}, fmt.Errorf("store list %s: %w", w.name, err)
@@ -300,6 +291,28 @@ func (s *aclState) write(w listWrite) (SyncResult, error) {
 	s.observeSync(d)
 	return SyncResult{Name: next.Name, Kind: next.Kind, Version: strconv.FormatUint(next.Version, 10),
 		Added: ch.Added, Removed: ch.Removed, Entries: ch.Entries, DurationMS: float64(d.Microseconds()) / 1000}, nil
+}
+
+// maxJournal is how many patches a list keeps before they are folded into
+// its stored entries.
+const maxJournal = 1024
+
+// persist stores a list write: a replace (or a patch that fills the journal)
+// writes the whole list, a patch appends to the journal.
+func (s *aclState) persist(m *ListMeta, w listWrite, id maps.ListID) error {
+	if !w.replace && m.Journal < maxJournal {
+		m.Journal++
+		return s.store.AppendPatch(*m, w.add, w.del)
+	}
+	m.Journal = 0
+	entries := w.entries
+	if !w.replace {
+		entries = s.acl.Entries(id)
+	}
+	if entries == nil {
+		entries = []netip.Prefix{}
+	}
+	return s.store.PutList(*m, entries)
 }
 
 // rollbackList puts the maps back to the stored content of a list after a

@@ -281,3 +281,24 @@ func TestRestartRestoresExactly(t *testing.T) {
 		t.Fatalf("restored tries hold %d v4 and %d v6 entries", e2.v4.Len(), e2.v6.Len())
 	}
 }
+
+func TestPatchJournalFoldsAndRestores(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnvAt(t, dir)
+	e.do(t, "PUT", "/v1/acl/lists/j", "text/plain", "10.0.0.0/8\n")
+	for i := 0; i < maxJournal+10; i++ {
+		body := fmt.Sprintf(`{"add":["192.0.%d.%d"],"remove":["192.0.%d.%d"]}`, i>>8, i&255, (i-1)>>8&255, (i-1)&255)
+		if i%2 == 1 {
+			body = fmt.Sprintf(`{"add":["192.0.%d.%d"]}`, i>>8, i&255)
+		}
+		if w := e.do(t, "PATCH", "/v1/acl/lists/j", "application/json", body); w.Code != 200 {
+			t.Fatalf("patch %d: %d %s", i, w.Code, w.Body)
+		}
+	}
+	before := e.do(t, "GET", "/v1/acl/lists/j", "", "").Body.String()
+	e.store.Close()
+	e2 := newEnvAt(t, dir)
+	if after := e2.do(t, "GET", "/v1/acl/lists/j", "", "").Body.String(); after != before {
+		t.Fatalf("after restart:\n%.300s\nwant:\n%.300s", after, before)
+	}
+}

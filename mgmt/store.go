@@ -3,11 +3,13 @@ package mgmt
 import (
 	"encoding/binary"
 	"encoding/json"
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -38,6 +40,8 @@ type ListMeta struct {
 	Kind    string `json:"kind"`
 	ID      uint8  `json:"id"`
 	Version uint64 `json:"version"`
+	// Journal counts the patches stored after the last full write.
+	Journal int `json:"journal,omitempty"`
 }
 
 // Store is the desired state on disk: policy, protect prefixes and lists, in
@@ -145,11 +149,19 @@ func (s *Store) Load() (State, error) {
 			if b == nil {
 				return fmt.Errorf("list %s: entries missing", k)
 			}
-			err := b.ForEach(func(_, chunk []byte) error {
-				ps, err := decodePrefixes(chunk)
+			var journal [][]byte
+			err := b.ForEach(func(key, v []byte) error {
+				if len(key) > 0 && key[0] == journalKey {
+					journal = append(journal, v)
+					return nil
+				}
+				ps, err := decodePrefixes(v)
 				l.Entries = append(l.Entries, ps...)
 				return err
 			})
+			if err == nil && len(journal) > 0 {
+				l.Entries, err = replayJournal(l.Entries, journal)
+			}
 			if err != nil {
 				return fmt.Errorf("list %s: %w", k, err)
 			}
@@ -222,6 +234,65 @@ func (s *Store) PutList(m ListMeta, entries []netip.Prefix) error {
 		}
 		return nil
 	})
+}
+
+// journalKey starts the key of a stored patch; chunk keys start with 0.
+const journalKey = 'j'
+
+// AppendPatch stores a list's meta and one patch to its entries, so that a
+// small change costs a small write; PutList later folds the patches in.
+func (s *Store) AppendPatch(m ListMeta, add, remove []netip.Prefix) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		v, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketLists).Put([]byte(m.Name), v); err != nil {
+			return err
+		}
+		b, err := tx.Bucket(bucketEntries).CreateBucketIfNotExists([]byte(m.Name))
+		if err != nil {
+			return err
+		}
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		key := binary.BigEndian.AppendUint64([]byte{journalKey}, seq)
+		rec := binary.BigEndian.AppendUint32(nil, uint32(len(add)))
+		rec = encodePrefixes(encodePrefixes(rec, add), remove)
+		return b.Put(key, rec)
+	})
+}
+
+// replayJournal applies stored patches, oldest first, to entries.
+func replayJournal(entries []netip.Prefix, journal [][]byte) ([]netip.Prefix, error) {
+	set := make(map[netip.Prefix]struct{}, len(entries))
+	for _, p := range entries {
+		set[p] = struct{}{}
+	}
+	for _, rec := range journal {
+		if len(rec) < 4 {
+			return nil, errors.New("truncated journal record")
+		}
+		nAdd := int(binary.BigEndian.Uint32(rec))
+		ps, err := decodePrefixes(rec[4:])
+		if err != nil || nAdd > len(ps) {
+			return nil, fmt.Errorf("bad journal record: %v", err)
+		}
+		for _, p := range ps[nAdd:] {
+			delete(set, p)
+		}
+		for _, p := range ps[:nAdd] {
+			set[p] = struct{}{}
+		}
+	}
+	out := make([]netip.Prefix, 0, len(set))
+	for p := range set {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr())*2 + cmp.Compare(a.Bits(), b.Bits()) })
+	return out, nil
 }
 
 // DeleteList removes a list and its entries.
