@@ -27,7 +27,7 @@ func main() {
 // (printed to stderr as "sluice: <message>"). Tests call it in-process.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := newApp(stdin, stdout, stderr)
-	err := app.Run(args)
+	err := app.Run(hoistFlags(app, args))
 	if err == nil {
 		return 0
 	}

@@ -169,8 +169,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"status", "extra"}, "status: wrong number of arguments (want )"},
 		{[]string{"acl", "show"}, "acl show: wrong number of arguments (want NAME)"},
 		{[]string{"acl", "check", "1.2.3.4", "5.6.7.8"}, "acl check: wrong number of arguments (want IP)"},
-		{[]string{"acl", "show", "bad", "-o", "json"}, `acl show: flags go before the arguments: "-o"`},
-		{[]string{"acl", "add", "bad", "10.0.0.0/8", "-o", "json"}, `acl add: flags go before the arguments: "-o"`},
+		{[]string{"acl", "add", "bad", "--", "-o"}, `acl add: flags go before the arguments: "--"`},
 		{[]string{"acl", "add", "bad"}, "acl add: wrong number of arguments (want NAME CIDR…)"},
 		{[]string{"acl", "add", "--kind", "block", "bad", "10.0.0.0/8"}, `--kind "block": want deny or allow`},
 		{[]string{"acl", "policy", "block"}, `acl policy "block": want deny or allow`},
@@ -268,5 +267,22 @@ func sameJSON(t *testing.T, got, want string) {
 	}
 	if !reflect.DeepEqual(g, w) {
 		t.Errorf("JSON output:\n%s\nwant the same as:\n%s", got, want)
+	}
+}
+
+func TestFlagsMayFollowArguments(t *testing.T) {
+	app := newApp(nil, nil, nil)
+	for _, tc := range []struct{ in, want string }{
+		{"sluice acl set blocked --kind deny --file list.txt", "sluice acl set --kind deny --file list.txt blocked"},
+		{"sluice --api unix:///s acl show bad -o json", "sluice --api unix:///s acl show -o json bad"},
+		{"sluice acl add bad 10.0.0.0/8 --kind=allow 10.1.0.0/16", "sluice acl add --kind=allow bad 10.0.0.0/8 10.1.0.0/16"},
+		{"sluice acl protect --clear", "sluice acl protect --clear"},
+		{"sluice detach --all", "sluice detach --all"},
+		{"sluice acl set blocked -f - -o json", "sluice acl set -f - -o json blocked"},
+		{"sluice acl add bad -- -x", "sluice acl add bad -- -x"},
+	} {
+		if got := strings.Join(hoistFlags(app, strings.Fields(tc.in)), " "); got != tc.want {
+			t.Errorf("hoistFlags(%q) = %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }
