@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# bench.sh: measure Sluice and the peers an operator would pick instead, side
+# by side in this one run, and print ratios. Never prints a number it did not
+# measure in this run. Runs as root (make bench installs the peers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/sbin:/sbin
+out=$(mktemp -d)
+trap 'scripts/lab.sh down >/dev/null 2>&1 || true; ipset destroy sluice-bench 2>/dev/null || true; rm -rf "$out"' EXIT
+
+metric() { # metric FILE BENCHNAME UNIT: the value reported before UNIT
+	awk -v b="$2" -v u="$3" '$1 ~ "^"b"(-[0-9]+)?$" { for (i = 2; i <= NF; i++) if ($i == u) print $(i-1) }' "$1" | tail -1
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "—" }'; }
+rows=()
+row() { rows+=("$(printf '| %s | %s | %s | %s | %s |' "$@")"); }
+
+echo "== per-packet cost through BPF_PROG_TEST_RUN (1M IPv4 + 100k IPv6 prefixes loaded)"
+go test -run '^$' -bench 'XDPDropBare|ACL' -benchtime 200x ./bpf/ | tee "$out/bpf.txt"
+bare=$(metric "$out/bpf.txt" BenchmarkXDPDropBare ns/pkt)
+for path in miss deny allow; do
+	v=$(metric "$out/bpf.txt" "BenchmarkACL/$path" ns/pkt)
+	row "ACL $path, ns/packet" "$v" "bare XDP_DROP $bare" "$(ratio "$v" "$bare")" "≤ 2.0×"
+done
+
+echo "== single-entry PATCH visible to the datapath (1M entries loaded)"
+go test -run '^$' -bench PatchOneVisible -benchtime 1000x ./mgmt/ | tee "$out/patch.txt"
+row "PATCH → datapath p99, ms" "$(metric "$out/patch.txt" BenchmarkPatchOneVisible p99-ms)" "—" "—" "≤ 10 ms"
+
+echo "== full sync of 1M entries: sluice API vs ipset restore"
+go run ./scripts/genlist 1000000 >"$out/list.txt"
+awk 'BEGIN { print "create sluice-bench hash:net family inet hashsize 1048576 maxelem 2000000" } { print "add sluice-bench " $0 }' "$out/list.txt" >"$out/ipset.txt"
+ipset destroy sluice-bench 2>/dev/null || true
+t0=$(date +%s.%N); ipset restore <"$out/ipset.txt"; t1=$(date +%s.%N)
+ipset_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+ipset destroy sluice-bench
+scripts/lab.sh up >/dev/null
+sock=/tmp/sluice-lab/sluice.sock
+t0=$(date +%s.%N)
+curl -sf --unix-socket $sock -X PUT -H 'Content-Type: text/plain' --data-binary @"$out/list.txt" http://sluice/v1/acl/lists/bench >/dev/null
+t1=$(date +%s.%N)
+sync_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+row "1M-entry sync, s" "$sync_s" "ipset restore $ipset_s" "$(ratio "$sync_s" "$ipset_s")" "≤ 0.5×"
+
+echo "== daemon resident memory with 1M IPv4 + 100k IPv6 entries"
+go run ./scripts/genlist -v6 100000 | curl -sf --unix-socket $sock -X PUT -H 'Content-Type: text/plain' --data-binary @- http://sluice/v1/acl/lists/bench6 >/dev/null
+sleep 2
+rss_mb=$(( $(ps -o rss= -p "$(cat /tmp/sluice-lab/sluice.pid)") / 1024 ))
+row "daemon RSS with 1M + 100k entries, MB" "$rss_mb" "—" "—" "≤ 150 MB"
+scripts/lab.sh down >/dev/null
+
+row "drop rate on veth vs iptables+ipset / nftables set" "not measured" "not measured" "—" "≥ 4×"
+
+if ls l4/*_test.go >/dev/null 2>&1 && grep -q BenchmarkBuildTable l4/*_test.go; then
+	echo "== Maglev table build, 1,000 backends, M = 65537"
+	go test -run '^$' -bench BuildTable -benchtime 20x ./l4/ | tee "$out/maglev.txt"
+	ms=$(awk '/^BenchmarkBuildTable/ { printf "%.1f", $3 / 1e6 }' "$out/maglev.txt" | tail -1)
+	row "Maglev build 1,000 backends, ms" "$ms" "—" "—" "≤ 20 ms"
+fi
+
+echo "== TLCP vs crypto/tls TLS 1.3"
+go test -run '^$' -bench 'Handshake(TLCP_ECC_GCM|TLS13)$|Bulk(TLCP_GCM|TLS13)$' -benchtime 2s ./l7/tlcp/ | tee "$out/tlcp.txt"
+hs_tlcp=$(awk '/^BenchmarkHandshakeTLCP_ECC_GCM/ { print $3 }' "$out/tlcp.txt" | tail -1)
+hs_tls=$(awk '/^BenchmarkHandshakeTLS13/ { print $3 }' "$out/tlcp.txt" | tail -1)
+row "TLCP handshakes/s vs TLS 1.3" "$(awk -v n="$hs_tlcp" 'BEGIN { printf "%.0f", 1e9 / n }')" "$(awk -v n="$hs_tls" 'BEGIN { printf "%.0f", 1e9 / n }')" "$(ratio "$hs_tls" "$hs_tlcp")" "≥ 0.5×"
+bulk_tlcp=$(metric "$out/tlcp.txt" BenchmarkBulkTLCP_GCM MB/s)
+bulk_tls=$(metric "$out/tlcp.txt" BenchmarkBulkTLS13 MB/s)
+row "TLCP bulk MB/s vs TLS 1.3" "$bulk_tlcp" "$bulk_tls" "$(ratio "$bulk_tlcp" "$bulk_tls")" "≥ 0.5×"
+
+echo
+echo "Measured on $(date -u +%Y-%m-%d), $(nproc) cores, kernel $(uname -r):"
+echo
+echo "| what | Sluice | peer | ratio | target |"
+echo "| --- | --- | --- | --- | --- |"
+printf '%s\n' "${rows[@]}"
