@@ -11,18 +11,22 @@ const bpffsRoot = "/sys/fs/bpf"
 
 // EnsureBPFFS mounts the bpffs at /sys/fs/bpf when it is not mounted there and
 // creates dir. Pins live there so that programs and maps outlive the daemon.
-func EnsureBPFFS(dir string) error {
+// It reports whether it had to mount: in a private mount namespace (such as
+// `ip netns exec` makes) that mount, and every pin in it, dies with the
+// daemon, so the caller warns.
+func EnsureBPFFS(dir string) (mounted bool, err error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(bpffsRoot, &st); err != nil || st.Type != unix.BPF_FS_MAGIC {
 		if err := os.MkdirAll(bpffsRoot, 0o755); err != nil {
-			return fmt.Errorf("create %s: %w", bpffsRoot, err)
+			return false, fmt.Errorf("create %s: %w", bpffsRoot, err)
 		}
 		if err := unix.Mount("bpf", bpffsRoot, "bpf", 0, "mode=0700"); err != nil {
-			return fmt.Errorf("mount bpffs at %s: %w", bpffsRoot, err)
+			return false, fmt.Errorf("mount bpffs at %s: %w", bpffsRoot, err)
 		}
+		mounted = true
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create pin dir %s: %w", dir, err)
+		return mounted, fmt.Errorf("create pin dir %s: %w", dir, err)
 	}
-	return nil
+	return mounted, nil
 }

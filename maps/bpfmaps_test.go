@@ -122,7 +122,7 @@ func TestMillionEntrySyncIntoBPF(t *testing.T) {
 }
 
 func TestDatapathMapsSurviveReopen(t *testing.T) {
-	if err := l4.EnsureBPFFS("/sys/fs/bpf"); err != nil {
+	if _, err := l4.EnsureBPFFS("/sys/fs/bpf"); err != nil {
 		t.Fatal(err)
 	}
 	dir, err := os.MkdirTemp("/sys/fs/bpf", "sluice-maps-test-")

@@ -25,7 +25,7 @@ import (
 // drops a packet from the added address (checked with prog.Run). It reports
 // the p99 over the iterations.
 func BenchmarkPatchOneVisible(b *testing.B) {
-	if err := l4.EnsureBPFFS("/sys/fs/bpf"); err != nil {
+	if _, err := l4.EnsureBPFFS("/sys/fs/bpf"); err != nil {
 		b.Fatal(err)
 	}
 	dir, err := os.MkdirTemp("/sys/fs/bpf", "sluice-bench-")

@@ -28,8 +28,12 @@ func Run(ctx context.Context, cfg Config) error {
 	base := newLogger(cfg.LogLevel)
 	log := base.With("component", "daemon")
 	mode, _ := l4.ParseXDPMode(cfg.XDPMode)
-	if err := l4.EnsureBPFFS(cfg.BPFFS); err != nil {
+	mounted, err := l4.EnsureBPFFS(cfg.BPFFS)
+	if err != nil {
 		return err
+	}
+	if mounted {
+		log.Warn("mounted the bpffs at /sys/fs/bpf because none was there; if this daemon runs in a private mount namespace (ip netns exec), its pins die with it and filtering stops when it exits: run it in the host's mount namespace (nsenter --net=…)")
 	}
 	store, st, err := openState(cfg, log)
 	if err != nil {
