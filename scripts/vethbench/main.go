@@ -1,0 +1,368 @@
+// Command vethbench measures drop rates on a veth pair: a live-frames XDP
+// generator (BPF_F_TEST_XDP_LIVE_FRAMES) in one namespace sends frames whose
+// source is in a 1M-entry list to its peer in another, where Sluice's XDP ACL,
+// iptables (raw table) with an ipset, or an nftables set drops them. It
+// prints one "name packets-per-second" line per contender. Root only; used by
+// `make bench`.
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netns"
+
+	"github.com/sluicelb/sluice/bpf"
+	"github.com/sluicelb/sluice/bpf/bench"
+	"github.com/sluicelb/sluice/maps"
+)
+
+const bpfFTestXDPLiveFrames = 1 << 1
+
+var (
+	packets = flag.Int("packets", 4_000_000, "frames per contender")
+	list    = flag.String("list", "", "list file (one IPv4 address or prefix per line); the source 10.98.0.1 is added")
+)
+
+type lab struct{ gen, rx, genIf, rxIf string }
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "vethbench:", err)
+		os.Exit(1)
+	}
+}
+
+func sh(args ...string) error {
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func run() error {
+	id := strconv.Itoa(os.Getpid() % 100000)
+	l := lab{gen: "slvb-gen-" + id, rx: "slvb-rx-" + id, genIf: "vbg" + id, rxIf: "vbr" + id}
+	defer func() {
+		_ = exec.Command("ip", "netns", "del", l.gen).Run()
+		_ = exec.Command("ip", "netns", "del", l.rx).Run()
+	}()
+	for _, c := range [][]string{
+		{"ip", "netns", "add", l.gen}, {"ip", "netns", "add", l.rx},
+		{"ip", "link", "add", l.genIf, "type", "veth", "peer", "name", l.rxIf},
+		{"ip", "link", "set", l.genIf, "netns", l.gen}, {"ip", "link", "set", l.rxIf, "netns", l.rx},
+		{"ip", "-n", l.gen, "addr", "add", "10.98.0.1/24", "dev", l.genIf},
+		{"ip", "-n", l.rx, "addr", "add", "10.98.0.2/24", "dev", l.rxIf},
+		{"ip", "-n", l.gen, "link", "set", l.genIf, "up"}, {"ip", "-n", l.rx, "link", "set", l.rxIf, "up"},
+		// GRO gives the receiving veth a NAPI instance, so frames sent with
+		// XDP_TX reach it even when no XDP program is attached there.
+		{"ip", "netns", "exec", l.rx, "ethtool", "-K", l.rxIf, "gro", "on"},
+	} {
+		if err := sh(c...); err != nil {
+			return err
+		}
+	}
+	entries, err := readList(*list)
+	if err != nil {
+		return err
+	}
+	frame, genIdx, err := l.frame()
+	if err != nil {
+		return err
+	}
+	for _, c := range []struct {
+		name  string
+		setup func() (func() (uint64, error), func(), error)
+	}{
+		{"sluice", func() (func() (uint64, error), func(), error) { return l.sluice(entries) }},
+		{"iptables_ipset", func() (func() (uint64, error), func(), error) { return l.iptables(*list) }},
+		{"nftables_set", func() (func() (uint64, error), func(), error) { return l.nftables(entries) }},
+	} {
+		count, cleanup, err := c.setup()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vethbench: %s: %v\n", c.name, err)
+			fmt.Printf("%s not-measured\n", c.name)
+			continue
+		}
+		pps, err := l.measure(frame, genIdx, count)
+		cleanup()
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+		fmt.Printf("%s %.0f\n", c.name, pps)
+	}
+	return nil
+}
+
+func readList(path string) ([]netip.Prefix, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := []netip.Prefix{netip.MustParsePrefix("10.98.0.1/32")}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		s := sc.Text()
+		if !strings.Contains(s, "/") {
+			s += "/32"
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, sc.Err()
+}
+
+// inNS runs fn on a thread inside the named network namespace.
+func inNS(name string, fn func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	if err := netns.Set(ns); err != nil {
+		return err
+	}
+	defer netns.Set(orig)
+	return fn()
+}
+
+// frame builds a UDP frame from 10.98.0.1 to the receiver's MAC and address.
+func (l lab) frame() ([]byte, int, error) {
+	var rxMAC, genMAC net.HardwareAddr
+	var genIdx int
+	if err := inNS(l.rx, func() error {
+		i, err := net.InterfaceByName(l.rxIf)
+		if err == nil {
+			rxMAC = i.HardwareAddr
+		}
+		return err
+	}); err != nil {
+		return nil, 0, err
+	}
+	if err := inNS(l.gen, func() error {
+		i, err := net.InterfaceByName(l.genIf)
+		if err == nil {
+			genMAC, genIdx = i.HardwareAddr, i.Index
+		}
+		return err
+	}); err != nil {
+		return nil, 0, err
+	}
+	f := make([]byte, 60)
+	copy(f[0:6], rxMAC)
+	copy(f[6:12], genMAC)
+	f[12], f[13] = 0x08, 0x00
+	ip := f[14:34]
+	ip[0], ip[3], ip[8], ip[9] = 0x45, 46, 64, 17
+	copy(ip[12:16], []byte{10, 98, 0, 1})
+	copy(ip[16:20], []byte{10, 98, 0, 2})
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(ip[i])<<8 | uint32(ip[i+1])
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	ip[10], ip[11] = byte(^sum>>8), byte(^sum)
+	udp := f[34:]
+	udp[0], udp[1], udp[2], udp[3], udp[5] = 0x9c, 0x40, 0, 9, 26
+	return f, genIdx, nil
+}
+
+type xdpMd struct {
+	Data, DataEnd, DataMeta, IngressIfindex, RxQueueIndex, EgressIfindex uint32
+}
+
+// measure sends *packets frames and returns the receiver's drops per second.
+func (l lab) measure(frame []byte, genIdx int, count func() (uint64, error)) (float64, error) {
+	var gen bench.GenObjects
+	if err := bench.LoadGenObjects(&gen, nil); err != nil {
+		return 0, err
+	}
+	defer gen.Close()
+	before, err := count()
+	if err != nil {
+		return 0, err
+	}
+	var elapsed time.Duration
+	err = inNS(l.gen, func() error {
+		start := time.Now()
+		_, err := gen.XdpTxAll.Run(&ebpf.RunOptions{Data: frame, Repeat: uint32(*packets),
+			Flags: bpfFTestXDPLiveFrames, BatchSize: 64, Context: xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(genIdx)}})
+		elapsed = time.Since(start)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("live frames: %w", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	after, err := count()
+	if err != nil {
+		return 0, err
+	}
+	if after == before {
+		return 0, errors.New("the receiver dropped nothing")
+	}
+	return float64(after-before) / elapsed.Seconds(), nil
+}
+
+func (l lab) sluice(entries []netip.Prefix) (func() (uint64, error), func(), error) {
+	spec, err := bpf.LoadXDP()
+	if err != nil {
+		return nil, nil, err
+	}
+	spec.Maps[bpf.XDPMapAclV4].MaxEntries = 1 << 21
+	var objs bpf.XDPObjects
+	if err := spec.LoadAndAssign(&objs, nil); err != nil {
+		return nil, nil, err
+	}
+	v4, _ := maps.NewPrefixMap(objs.AclV4)
+	v6, _ := maps.NewPrefixMap(objs.AclV6)
+	acl := maps.NewACL(v4, v6)
+	acl.SetCapacity(1<<21, 1<<21)
+	if _, err := acl.Replace(0, entries); err != nil {
+		objs.Close()
+		return nil, nil, err
+	}
+	if err := maps.NewPolicyMap(objs.AclConfig).SetPolicy(maps.Policy{DenyLists: 1}); err != nil {
+		objs.Close()
+		return nil, nil, err
+	}
+	var lk link.Link
+	var idx int
+	err = inNS(l.rx, func() error {
+		i, err := net.InterfaceByName(l.rxIf)
+		if err != nil {
+			return err
+		}
+		idx = i.Index
+		lk, err = link.AttachXDP(link.XDPOptions{Program: objs.SluiceXdp, Interface: i.Index, Flags: link.XDPDriverMode})
+		return err
+	})
+	if err != nil {
+		objs.Close()
+		return nil, nil, err
+	}
+	stats := maps.NewStats(objs.StatsIface, objs.StatsDrop, objs.StatsList)
+	count := func() (uint64, error) {
+		c, err := stats.Iface(idx)
+		return c[maps.VerdictDrop].Packets, err
+	}
+	return count, func() { lk.Close(); objs.Close() }, nil
+}
+
+func (l lab) iptables(listPath string) (func() (uint64, error), func(), error) {
+	tmp, err := os.CreateTemp("", "vethbench-ipset-")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer os.Remove(tmp.Name())
+	w := bufio.NewWriter(tmp)
+	fmt.Fprintln(w, "create vb hash:net family inet hashsize 1048576 maxelem 4000000")
+	fmt.Fprintln(w, "add vb 10.98.0.1")
+	f, err := os.Open(listPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fmt.Fprintln(w, "add vb "+sc.Text())
+	}
+	f.Close()
+	w.Flush()
+	tmp.Close()
+	in, _ := os.Open(tmp.Name())
+	defer in.Close()
+	cmd := exec.Command("ip", "netns", "exec", l.rx, "ipset", "restore")
+	cmd.Stdin = in
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, nil, fmt.Errorf("ipset restore: %v: %s", err, out)
+	}
+	if err := sh("ip", "netns", "exec", l.rx, "iptables", "-t", "raw", "-A", "PREROUTING", "-m", "set", "--match-set", "vb", "src", "-j", "DROP"); err != nil {
+		return nil, nil, err
+	}
+	count := func() (uint64, error) {
+		out, err := exec.Command("ip", "netns", "exec", l.rx, "iptables", "-t", "raw", "-L", "PREROUTING", "-v", "-x", "-n").Output()
+		if err != nil {
+			return 0, err
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if fs := strings.Fields(line); len(fs) > 2 && fs[2] == "DROP" {
+				return strconv.ParseUint(fs[0], 10, 64)
+			}
+		}
+		return 0, errors.New("no DROP rule counter")
+	}
+	cleanup := func() {
+		_ = sh("ip", "netns", "exec", l.rx, "iptables", "-t", "raw", "-F", "PREROUTING")
+		_ = sh("ip", "netns", "exec", l.rx, "ipset", "destroy", "vb")
+	}
+	return count, cleanup, nil
+}
+
+func (l lab) nftables(entries []netip.Prefix) (func() (uint64, error), func(), error) {
+	dir, err := os.MkdirTemp("", "vethbench-nft-")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "rules.nft")
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	fmt.Fprintln(w, "table ip vb {\n set deny { type ipv4_addr; flags interval; auto-merge; elements = {")
+	for i, p := range entries {
+		if i > 0 {
+			w.WriteString(",\n")
+		}
+		w.WriteString(p.String())
+	}
+	fmt.Fprintln(w, "\n} }\n chain pre {\n  type filter hook prerouting priority raw;\n  ip saddr @deny counter drop\n }\n}")
+	w.Flush()
+	f.Close()
+	if err := sh("ip", "netns", "exec", l.rx, "nft", "-f", path); err != nil {
+		return nil, nil, err
+	}
+	count := func() (uint64, error) {
+		out, err := exec.Command("ip", "netns", "exec", l.rx, "nft", "list", "chain", "ip", "vb", "pre").Output()
+		if err != nil {
+			return 0, err
+		}
+		fs := strings.Fields(string(out))
+		for i := range fs {
+			if fs[i] == "packets" && i+1 < len(fs) {
+				return strconv.ParseUint(fs[i+1], 10, 64)
+			}
+		}
+		return 0, errors.New("no nft counter")
+	}
+	return count, func() { _ = sh("ip", "netns", "exec", l.rx, "nft", "delete", "table", "ip", "vb") }, nil
+}
