@@ -49,7 +49,13 @@ rss_mb=$(( $(ps -o rss= -p "$(cat /tmp/sluice-lab/sluice.pid)") / 1024 ))
 row "daemon RSS with 1M + 100k entries, MB" "$rss_mb" "—" "—" "≤ 150 MB"
 scripts/lab.sh down >/dev/null
 
-row "drop rate on veth vs iptables+ipset / nftables set" "not measured" "not measured" "—" "≥ 4×"
+echo "== drop rate on veth, live-frames generator, the same 1M list"
+go run ./scripts/vethbench -list "$out/list.txt" -packets 4000000 | tee "$out/veth.txt"
+rate() { awk -v n="$1" '$1 == n { print $2 }' "$out/veth.txt"; }
+mpps() { awk -v r="$1" 'BEGIN { if (r ~ /^[0-9.]+$/) printf "%.2f", r / 1e6; else print "not measured" }'; }
+for peer in iptables_ipset nftables_set; do
+	row "drop rate on veth, Mpps, vs $peer" "$(mpps "$(rate sluice)")" "$(mpps "$(rate $peer)")" "$(ratio "$(rate sluice)" "$(rate $peer)")" "≥ 4×"
+done
 
 if ls l4/*_test.go >/dev/null 2>&1 && grep -q BenchmarkBuildTable l4/*_test.go; then
 	echo "== Maglev table build, 1,000 backends, M = 65537"

@@ -18,6 +18,7 @@ if [ "${1:-test}" = bench ]; then
 	want nginx nginx
 	want wrk wrk
 	want clang clang
+	want ethtool ethtool
 fi
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing: ${need[*]}"
