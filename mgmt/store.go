@@ -187,14 +187,18 @@ func (s *Store) SetProtect(ps []netip.Prefix) error {
 	})
 }
 
+func putMeta(tx *bolt.Tx, m ListMeta) error {
+	v, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketLists).Put([]byte(m.Name), v)
+}
+
 // PutList stores a list's meta and, when entries is not nil, replaces its entries.
 func (s *Store) PutList(m ListMeta, entries []netip.Prefix) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		v, err := json.Marshal(m)
-		if err != nil {
-			return err
-		}
-		if err := tx.Bucket(bucketLists).Put([]byte(m.Name), v); err != nil {
+		if err := putMeta(tx, m); err != nil {
 			return err
 		}
 		if entries == nil && tx.Bucket(bucketEntries).Bucket([]byte(m.Name)) != nil {
@@ -243,11 +247,7 @@ const journalKey = 'j'
 // small change costs a small write; PutList later folds the patches in.
 func (s *Store) AppendPatch(m ListMeta, add, remove []netip.Prefix) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		v, err := json.Marshal(m)
-		if err != nil {
-			return err
-		}
-		if err := tx.Bucket(bucketLists).Put([]byte(m.Name), v); err != nil {
+		if err := putMeta(tx, m); err != nil {
 			return err
 		}
 		b, err := tx.Bucket(bucketEntries).CreateBucketIfNotExists([]byte(m.Name))
