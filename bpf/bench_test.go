@@ -44,8 +44,8 @@ func BenchmarkXDPDropBare(b *testing.B) {
 	nsPerPacket(b, objs.XdpDropAll, udp4(b, "198.51.100.1"), xdpDrop)
 }
 
-// loadedACL is the datapath with 1M IPv4 and 100k IPv6 prefixes in a deny
-// list and an allow list.
+// loadedACL is the datapath with 1M IPv4 and 100k IPv6 prefixes (90% hosts)
+// in a deny list, and an allow list.
 func loadedACL(b *testing.B) *datapath {
 	b.Helper()
 	d := &datapath{}
@@ -53,38 +53,47 @@ func loadedACL(b *testing.B) *datapath {
 	if err != nil {
 		b.Fatal(err)
 	}
-	spec.Maps[bpf.XDPMapAclV4].MaxEntries = 1 << 21
-	spec.Maps[bpf.XDPMapAclV6].MaxEntries = 1 << 21
+	for _, name := range []string{bpf.XDPMapAclV4, bpf.XDPMapAclV6, bpf.XDPMapAclV4Host, bpf.XDPMapAclV6Host} {
+		spec.Maps[name].MaxEntries = 1 << 21
+	}
 	if err := spec.LoadAndAssign(&d.objs, nil); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { d.objs.Close() })
-	v4, _ := maps.NewPrefixMap(d.objs.AclV4)
-	v6, _ := maps.NewPrefixMap(d.objs.AclV6)
-	d.acl = maps.NewACL(v4, v6)
-	d.acl.SetCapacity(1<<21, 1<<21)
+	if d.acl, err = maps.NewACLFromMaps(d.objs.AclV4, d.objs.AclV4Host, d.objs.AclV6, d.objs.AclV6Host); err != nil {
+		b.Fatal(err)
+	}
 	d.policy = maps.NewPolicyMap(d.objs.AclConfig)
+	// Like published block lists: mostly hosts, some networks.
 	r := rand.New(rand.NewPCG(1, 2))
 	deny := make([]netip.Prefix, 0, 1_100_000)
 	for i := 0; i < 1_000_000; i++ {
 		var a [4]byte
-		// First octets 11..100: never the 10.x and 198.x test sources below.
+		// First octets 11..100: never the test sources below.
 		binary.BigEndian.PutUint32(a[:], r.Uint32()&0x00ffffff|uint32(11+r.IntN(90))<<24)
-		bits := 24 + r.IntN(9)
+		bits := 32
+		if i%10 == 0 {
+			bits = 24
+		}
 		p, _ := netip.AddrFrom4(a).Prefix(bits)
 		deny = append(deny, p)
 	}
 	for i := 0; i < 100_000; i++ {
 		var a [16]byte
 		binary.BigEndian.PutUint64(a[:], 0x20010db800000000|r.Uint64()>>32)
-		p, _ := netip.AddrFrom16(a).Prefix(48 + r.IntN(17))
+		binary.BigEndian.PutUint64(a[8:], r.Uint64())
+		bits := 128
+		if i%10 == 0 {
+			bits = 48
+		}
+		p, _ := netip.AddrFrom16(a).Prefix(bits)
 		deny = append(deny, p)
 	}
-	deny = append(deny, netip.MustParsePrefix("10.66.0.0/16"))
+	deny = append(deny, netip.MustParsePrefix("10.66.1.1/32"), netip.MustParsePrefix("10.67.0.0/16"))
 	if _, err := d.acl.Replace(0, deny); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := d.acl.Replace(1, []netip.Prefix{netip.MustParsePrefix("10.77.0.0/16")}); err != nil {
+	if _, err := d.acl.Replace(1, []netip.Prefix{netip.MustParsePrefix("10.77.1.1/32")}); err != nil {
 		b.Fatal(err)
 	}
 	if err := d.policy.SetPolicy(maps.Policy{Mode: maps.PolicyDeny, DenyLists: 1, AllowLists: 2}); err != nil {
@@ -101,7 +110,8 @@ func BenchmarkACL(b *testing.B) {
 		name string
 		src  string
 		want int
-	}{{"miss", "198.51.100.1", xdpPass}, {"deny", "10.66.1.1", xdpDrop}, {"allow", "10.77.1.1", xdpPass}} {
+	}{{"miss", "198.51.100.1", xdpPass}, {"deny", "10.66.1.1", xdpDrop}, {"allow", "10.77.1.1", xdpPass},
+		{"deny-net", "10.67.1.1", xdpDrop}} {
 		b.Run(c.name, func(b *testing.B) { nsPerPacket(b, d.objs.SluiceXdp, udp4(b, c.src), c.want) })
 	}
 }

@@ -21,10 +21,20 @@ type XDPAclPolicy struct {
 	Pad        [4]uint8
 }
 
+type XDPAclV4HostKey struct {
+	_    structs.HostLayout
+	Addr [4]uint8
+}
+
 type XDPAclV4Key struct {
 	_         structs.HostLayout
 	Prefixlen uint32
 	Addr      [4]uint8
+}
+
+type XDPAclV6HostKey struct {
+	_    structs.HostLayout
+	Addr [16]uint8
 }
 
 type XDPAclV6Key struct {
@@ -77,7 +87,9 @@ const (
 const (
 	XDPMapAclConfig        = "acl_config"
 	XDPMapAclV4            = "acl_v4"
+	XDPMapAclV4Host        = "acl_v4_host"
 	XDPMapAclV6            = "acl_v6"
+	XDPMapAclV6Host        = "acl_v6_host"
 	XDPMapStatsDrop        = "stats_drop"
 	XDPMapStatsIface       = "stats_iface"
 	XDPMapStatsList        = "stats_list"
@@ -138,7 +150,9 @@ type XDPProgramSpecs struct {
 type XDPMapSpecs struct {
 	AclConfig  *ebpf.MapSpec `ebpf:"acl_config"`
 	AclV4      *ebpf.MapSpec `ebpf:"acl_v4"`
+	AclV4Host  *ebpf.MapSpec `ebpf:"acl_v4_host"`
 	AclV6      *ebpf.MapSpec `ebpf:"acl_v6"`
+	AclV6Host  *ebpf.MapSpec `ebpf:"acl_v6_host"`
 	StatsDrop  *ebpf.MapSpec `ebpf:"stats_drop"`
 	StatsIface *ebpf.MapSpec `ebpf:"stats_iface"`
 	StatsList  *ebpf.MapSpec `ebpf:"stats_list"`
@@ -175,7 +189,9 @@ func (o *XDPObjects) Close() error {
 type XDPMaps struct {
 	AclConfig  *ebpf.Map `ebpf:"acl_config"`
 	AclV4      *ebpf.Map `ebpf:"acl_v4"`
+	AclV4Host  *ebpf.Map `ebpf:"acl_v4_host"`
 	AclV6      *ebpf.Map `ebpf:"acl_v6"`
+	AclV6Host  *ebpf.Map `ebpf:"acl_v6_host"`
 	StatsDrop  *ebpf.Map `ebpf:"stats_drop"`
 	StatsIface *ebpf.Map `ebpf:"stats_iface"`
 	StatsList  *ebpf.Map `ebpf:"stats_list"`
@@ -185,7 +201,9 @@ func (m *XDPMaps) Close() error {
 	return _XDPClose(
 		m.AclConfig,
 		m.AclV4,
+		m.AclV4Host,
 		m.AclV6,
+		m.AclV6Host,
 		m.StatsDrop,
 		m.StatsIface,
 		m.StatsList,

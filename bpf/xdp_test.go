@@ -35,15 +35,11 @@ func load(t *testing.T) *datapath {
 		t.Fatalf("load xdp: %v", err)
 	}
 	t.Cleanup(func() { d.objs.Close() })
-	v4, err := maps.NewPrefixMap(d.objs.AclV4)
+	acl, err := maps.NewACLFromMaps(d.objs.AclV4, d.objs.AclV4Host, d.objs.AclV6, d.objs.AclV6Host)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v6, err := maps.NewPrefixMap(d.objs.AclV6)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.acl = maps.NewACL(v4, v6)
+	d.acl = acl
 	d.policy = maps.NewPolicyMap(d.objs.AclConfig)
 	d.stats = maps.NewStats(d.objs.StatsIface, d.objs.StatsDrop, d.objs.StatsList)
 	return d

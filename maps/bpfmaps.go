@@ -10,25 +10,115 @@ import (
 	"github.com/sluicelb/sluice/bpf"
 )
 
-// bpfPrefixMap is a PrefixMap over a pinned LPM trie.
+// bpfPrefixMap is a PrefixMap over an ACL trie or an ACL host hash.
 type bpfPrefixMap struct {
-	m  *ebpf.Map
-	v4 bool
+	m    *ebpf.Map
+	v4   bool
+	host bool // keys are bare addresses: the map holds only /32 or /128 entries
 }
 
-// NewPrefixMap wraps an ACL trie; the family comes from its key size. It
-// returns an error for a map that is not an ACL trie.
+// NewPrefixMap wraps an ACL trie or host hash; the kind and family come from
+// its key size. It returns an error for a map that is neither.
 func NewPrefixMap(m *ebpf.Map) (PrefixMap, error) {
 	switch m.KeySize() {
 	case 8:
 		return &bpfPrefixMap{m: m, v4: true}, nil
 	case 20:
 		return &bpfPrefixMap{m: m}, nil
+	case 4:
+		return &bpfPrefixMap{m: m, v4: true, host: true}, nil
+	case 16:
+		return &bpfPrefixMap{m: m, host: true}, nil
 	}
-	return nil, fmt.Errorf("map %s: key size %d is not an acl trie key", m, m.KeySize())
+	return nil, fmt.Errorf("map %s: key size %d is not an acl key", m, m.KeySize())
+}
+
+// NewACLFromMaps builds the ACL over the datapath's maps: each family's host
+// entries go to its hash, the other prefixes to its trie.
+func NewACLFromMaps(v4, v4Host, v6, v6Host *ebpf.Map) (*ACL, error) {
+	var pm [4]PrefixMap
+	for i, m := range []*ebpf.Map{v4, v4Host, v6, v6Host} {
+		var err error
+		if pm[i], err = NewPrefixMap(m); err != nil {
+			return nil, err
+		}
+	}
+	a := NewACL(&HostSplit{Host: pm[1], Net: pm[0]}, &HostSplit{Host: pm[3], Net: pm[2]})
+	a.SetCapacity(int(min(v4.MaxEntries(), v4Host.MaxEntries())), int(min(v6.MaxEntries(), v6Host.MaxEntries())))
+	return a, nil
+}
+
+// HostSplit is one family's PrefixMap made of two: host prefixes (/32,
+// /128) in Host, the others in Net.
+type HostSplit struct {
+	Host, Net PrefixMap
+}
+
+func isHost(p netip.Prefix) bool { return p.Bits() == p.Addr().BitLen() }
+
+func (h *HostSplit) split(prefixes []netip.Prefix, masks []uint64) (hp, np []netip.Prefix, hm, nm []uint64) {
+	for i, p := range prefixes {
+		if isHost(p) {
+			hp = append(hp, p)
+			if masks != nil {
+				hm = append(hm, masks[i])
+			}
+		} else {
+			np = append(np, p)
+			if masks != nil {
+				nm = append(nm, masks[i])
+			}
+		}
+	}
+	return hp, np, hm, nm
+}
+
+// Update implements PrefixMap.
+func (h *HostSplit) Update(prefixes []netip.Prefix, masks []uint64) error {
+	hp, np, hm, nm := h.split(prefixes, masks)
+	if err := h.Net.Update(np, nm); err != nil {
+		return err
+	}
+	return h.Host.Update(hp, hm)
+}
+
+// Delete implements PrefixMap.
+func (h *HostSplit) Delete(prefixes []netip.Prefix) error {
+	hp, np, _, _ := h.split(prefixes, nil)
+	if err := h.Host.Delete(hp); err != nil {
+		return err
+	}
+	return h.Net.Delete(np)
+}
+
+// Iterate implements PrefixMap.
+func (h *HostSplit) Iterate(fn func(netip.Prefix, uint64) bool) error {
+	stopped := false
+	err := h.Host.Iterate(func(p netip.Prefix, m uint64) bool {
+		stopped = !fn(p, m)
+		return !stopped
+	})
+	if err != nil || stopped {
+		return err
+	}
+	return h.Net.Iterate(fn)
 }
 
 func (b *bpfPrefixMap) keys(prefixes []netip.Prefix) any {
+	if b.host && b.v4 {
+		ks := make([]bpf.XDPAclV4HostKey, len(prefixes))
+		for i, p := range prefixes {
+			ks[i] = bpf.XDPAclV4HostKey{Addr: p.Addr().As4()}
+		}
+		return ks
+	}
+	if b.host {
+		ks := make([]bpf.XDPAclV6HostKey, len(prefixes))
+		for i, p := range prefixes {
+			ks[i] = bpf.XDPAclV6HostKey{Addr: p.Addr().As16()}
+		}
+		return ks
+	}
 	if b.v4 {
 		ks := make([]bpf.XDPAclV4Key, len(prefixes))
 		for i, p := range prefixes {
@@ -44,7 +134,12 @@ func (b *bpfPrefixMap) keys(prefixes []netip.Prefix) any {
 }
 
 func (b *bpfPrefixMap) key(p netip.Prefix) any {
-	if b.v4 {
+	switch {
+	case b.host && b.v4:
+		return bpf.XDPAclV4HostKey{Addr: p.Addr().As4()}
+	case b.host:
+		return bpf.XDPAclV6HostKey{Addr: p.Addr().As16()}
+	case b.v4:
 		return bpf.XDPAclV4Key{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As4()}
 	}
 	return bpf.XDPAclV6Key{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As16()}
@@ -95,6 +190,26 @@ func (b *bpfPrefixMap) Delete(prefixes []netip.Prefix) error {
 // Iterate implements PrefixMap.
 func (b *bpfPrefixMap) Iterate(fn func(netip.Prefix, uint64) bool) error {
 	var mask uint64
+	switch {
+	case b.host && b.v4:
+		var k bpf.XDPAclV4HostKey
+		it := b.m.Iterate()
+		for it.Next(&k, &mask) {
+			if !fn(netip.PrefixFrom(netip.AddrFrom4(k.Addr), 32), mask) {
+				return nil
+			}
+		}
+		return it.Err()
+	case b.host:
+		var k bpf.XDPAclV6HostKey
+		it := b.m.Iterate()
+		for it.Next(&k, &mask) {
+			if !fn(netip.PrefixFrom(netip.AddrFrom16(k.Addr), 128), mask) {
+				return nil
+			}
+		}
+		return it.Err()
+	}
 	if b.v4 {
 		var k bpf.XDPAclV4Key
 		it := b.m.Iterate()
@@ -205,6 +320,7 @@ func (b *bpfStats) Lists() ([MaxLists + 1]Counter, error) {
 }
 
 var (
+	_ PrefixMap = (*HostSplit)(nil)
 	_ PrefixMap = (*bpfPrefixMap)(nil)
 	_ PolicyMap = (*bpfPolicyMap)(nil)
 	_ Stats     = (*bpfStats)(nil)

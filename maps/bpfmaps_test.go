@@ -15,14 +15,16 @@ import (
 	"github.com/sluicelb/sluice/l4"
 )
 
+// newTries makes each family's PrefixMap as the datapath has it: a trie and
+// a host hash behind a HostSplit.
 func newTries(t testing.TB, capacity uint32) (PrefixMap, PrefixMap) {
 	t.Helper()
 	spec, err := bpf.LoadXDP()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out [2]PrefixMap
-	for i, name := range []string{bpf.XDPMapAclV4, bpf.XDPMapAclV6} {
+	var pm [4]PrefixMap
+	for i, name := range []string{bpf.XDPMapAclV4, bpf.XDPMapAclV4Host, bpf.XDPMapAclV6, bpf.XDPMapAclV6Host} {
 		ms := spec.Maps[name].Copy()
 		ms.MaxEntries = capacity
 		m, err := ebpf.NewMap(ms)
@@ -30,11 +32,11 @@ func newTries(t testing.TB, capacity uint32) (PrefixMap, PrefixMap) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { m.Close() })
-		if out[i], err = NewPrefixMap(m); err != nil {
+		if pm[i], err = NewPrefixMap(m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return out[0], out[1]
+	return &HostSplit{Net: pm[0], Host: pm[1]}, &HostSplit{Net: pm[2], Host: pm[3]}
 }
 
 func seqPrefixes(n, start int) []netip.Prefix {
@@ -173,8 +175,8 @@ func TestDatapathMapsSurviveReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dp3.Close()
-	if len(dp3.Fresh) != 2 {
-		t.Fatalf("fresh maps %v, want the two tries", dp3.Fresh)
+	if len(dp3.Fresh) != 4 {
+		t.Fatalf("fresh maps %v, want the two tries and the two host hashes", dp3.Fresh)
 	}
 	if err := dp3.PinFresh(dir); err != nil {
 		t.Fatal(err)

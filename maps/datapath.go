@@ -38,8 +38,9 @@ func OpenDatapath(opts DatapathOptions) (*Datapath, error) {
 		return nil, fmt.Errorf("load xdp spec: %w", err)
 	}
 	if opts.ACLMaxEntries > 0 {
-		spec.Maps[bpf.XDPMapAclV4].MaxEntries = opts.ACLMaxEntries
-		spec.Maps[bpf.XDPMapAclV6].MaxEntries = opts.ACLMaxEntries
+		for _, name := range []string{bpf.XDPMapAclV4, bpf.XDPMapAclV6, bpf.XDPMapAclV4Host, bpf.XDPMapAclV6Host} {
+			spec.Maps[name].MaxEntries = opts.ACLMaxEntries
+		}
 	}
 	pinDir := filepath.Join(opts.PinDir, "maps")
 	if err := os.MkdirAll(pinDir, 0o700); err != nil {
@@ -105,6 +106,10 @@ func (d *Datapath) mapByName(name string) *ebpf.Map {
 		return d.objs.AclV4
 	case bpf.XDPMapAclV6:
 		return d.objs.AclV6
+	case bpf.XDPMapAclV4Host:
+		return d.objs.AclV4Host
+	case bpf.XDPMapAclV6Host:
+		return d.objs.AclV6Host
 	case bpf.XDPMapAclConfig:
 		return d.objs.AclConfig
 	case bpf.XDPMapStatsIface:
@@ -120,19 +125,9 @@ func (d *Datapath) mapByName(name string) *ebpf.Map {
 // Program returns the XDP program.
 func (d *Datapath) Program() *ebpf.Program { return d.objs.SluiceXdp }
 
-// ACL returns the union-rule keeper over the datapath's tries.
+// ACL returns the union-rule keeper over the datapath's tries and host hashes.
 func (d *Datapath) ACL() (*ACL, error) {
-	v4, err := NewPrefixMap(d.objs.AclV4)
-	if err != nil {
-		return nil, err
-	}
-	v6, err := NewPrefixMap(d.objs.AclV6)
-	if err != nil {
-		return nil, err
-	}
-	a := NewACL(v4, v6)
-	a.SetCapacity(int(d.objs.AclV4.MaxEntries()), int(d.objs.AclV6.MaxEntries()))
-	return a, nil
+	return NewACLFromMaps(d.objs.AclV4, d.objs.AclV4Host, d.objs.AclV6, d.objs.AclV6Host)
 }
 
 // Policy returns the policy map.

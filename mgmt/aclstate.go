@@ -49,9 +49,11 @@ func newACLState(store *Store, acl *maps.ACL, policy maps.PolicyMap, log *slog.L
 		lists: map[string]*ListMeta{}, observeSync: func(time.Duration) {}}
 }
 
-// restore loads the stored state into the model and makes the maps equal to
-// it: every entry is written, then the policy, and only then are entries the
-// state does not hold deleted, so nothing both states drop is passed.
+// restore loads the stored state into the model and writes every entry and
+// the policy to the maps. Entries the state does not hold are deleted later,
+// by reconcile, once the new program is attached: until then the old program
+// may still read them (an older layout of the maps, say), and a packet that
+// the old and the new state both drop must never pass.
 func (s *aclState) restore(st State) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -80,11 +82,20 @@ func (s *aclState) restore(st State) error {
 	if err := s.policy.SetPolicy(s.policyFor(s.mode, s.lists)); err != nil {
 		return err
 	}
+	s.log.Info("acl state restored", "lists", len(s.lists))
+	return nil
+}
+
+// reconcile makes the maps equal to the model, deleting what the desired
+// state does not hold; the daemon calls it after attaching.
+func (s *aclState) reconcile() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	ch, err := s.acl.Reconcile()
 	if err != nil {
 		return fmt.Errorf("reconcile acl maps: %w", err)
 	}
-	s.log.Info("acl state restored", "lists", len(s.lists), "written", ch.Added, "deleted", ch.Removed)
+	s.log.Info("acl maps reconciled", "rewritten", ch.Added, "deleted", ch.Removed)
 	return nil
 }
 

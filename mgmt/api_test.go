@@ -45,6 +45,9 @@ func newEnvAt(t *testing.T, dir string) *testEnv {
 	if err := state.restore(st); err != nil {
 		t.Fatal(err)
 	}
+	if err := state.reconcile(); err != nil {
+		t.Fatal(err)
+	}
 	e.srv = NewServer(state, func() Status { return Status{Version: Version} },
 		func() (Stats, error) { return collectStats(&maps.FakeStats{}, nil, state) }, 1<<20)
 	e.h = e.srv.Handler()

@@ -82,6 +82,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := dp.PinFresh(cfg.BPFFS); err != nil {
 		return err
 	}
+	if err := state.reconcile(); err != nil {
+		return err
+	}
 
 	start := time.Now()
 	stats := func() (Stats, error) { return collectStats(dp.Stats(), atts, state) }

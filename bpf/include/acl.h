@@ -4,18 +4,30 @@
 
 #include "parse.h"
 
+/* acl_lookup returns the lists holding the longest stored prefix that
+ * contains the source: the host hash first, then the trie. */
 static __always_inline __u64 acl_lookup(struct pkt *p)
 {
 	__u64 *lists = 0;
 
 	if (p->ip4) {
+		struct acl_v4_host_key hk;
 		struct acl_v4_key k = { .prefixlen = 32 };
 
+		__builtin_memcpy(hk.addr, &p->ip4->saddr, sizeof(hk.addr));
+		lists = bpf_map_lookup_elem(&acl_v4_host, &hk);
+		if (lists)
+			return *lists;
 		__builtin_memcpy(k.addr, &p->ip4->saddr, sizeof(k.addr));
 		lists = bpf_map_lookup_elem(&acl_v4, &k);
 	} else if (p->ip6) {
+		struct acl_v6_host_key hk;
 		struct acl_v6_key k = { .prefixlen = 128 };
 
+		__builtin_memcpy(hk.addr, &p->ip6->saddr, sizeof(hk.addr));
+		lists = bpf_map_lookup_elem(&acl_v6_host, &hk);
+		if (lists)
+			return *lists;
 		__builtin_memcpy(k.addr, &p->ip6->saddr, sizeof(k.addr));
 		lists = bpf_map_lookup_elem(&acl_v6, &k);
 	}

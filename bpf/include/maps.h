@@ -25,6 +25,25 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } acl_v6 SEC(".maps");
 
+/* Host entries (/32, /128) live in hashes beside the tries: one hash lookup
+ * answers a listed host, and the tries stay small and shallow for the
+ * shorter prefixes. A host entry's mask already holds its covering lists. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct acl_v4_host_key);
+	__type(value, __u64);
+	__uint(max_entries, MAX_ACL_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} acl_v4_host SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct acl_v6_host_key);
+	__type(value, __u64);
+	__uint(max_entries, MAX_ACL_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} acl_v6_host SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);

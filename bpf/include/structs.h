@@ -41,6 +41,18 @@ struct acl_v6_key {
 	__u8 addr[16];
 };
 
+/* Hash key of a host entry (an IPv4 /32) of the ACL, in network order.
+ * Mirrored in Go by bpf.XDPAclV4HostKey. */
+struct acl_v4_host_key {
+	__u8 addr[4];
+};
+
+/* Hash key of a host entry (an IPv6 /128) of the ACL.
+ * Mirrored in Go by bpf.XDPAclV6HostKey. */
+struct acl_v6_host_key {
+	__u8 addr[16];
+};
+
 /* The ACL policy, one entry in an array map. Mirrored in Go by bpf.XDPAclPolicy. */
 struct acl_policy {
 	__u64 deny_lists;  /* bit i set: list i is a deny list */

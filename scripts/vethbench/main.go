@@ -237,15 +237,18 @@ func (l lab) sluice(entries []netip.Prefix) (func() (uint64, error), func(), err
 	if err != nil {
 		return nil, nil, err
 	}
-	spec.Maps[bpf.XDPMapAclV4].MaxEntries = 1 << 21
+	for _, name := range []string{bpf.XDPMapAclV4, bpf.XDPMapAclV4Host} {
+		spec.Maps[name].MaxEntries = 1 << 21
+	}
 	var objs bpf.XDPObjects
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {
 		return nil, nil, err
 	}
-	v4, _ := maps.NewPrefixMap(objs.AclV4)
-	v6, _ := maps.NewPrefixMap(objs.AclV6)
-	acl := maps.NewACL(v4, v6)
-	acl.SetCapacity(1<<21, 1<<21)
+	acl, err := maps.NewACLFromMaps(objs.AclV4, objs.AclV4Host, objs.AclV6, objs.AclV6Host)
+	if err != nil {
+		objs.Close()
+		return nil, nil, err
+	}
 	if _, err := acl.Replace(0, entries); err != nil {
 		objs.Close()
 		return nil, nil, err
