@@ -18,7 +18,7 @@ row() { rows+=("$(printf '| %s | %s | %s | %s | %s |' "$@")"); }
 echo "== per-packet cost through BPF_PROG_TEST_RUN (1M IPv4 + 100k IPv6 prefixes loaded)"
 go test -run '^$' -bench 'XDPDropBare|ACL' -benchtime 200x ./bpf/ | tee "$out/bpf.txt"
 bare=$(metric "$out/bpf.txt" BenchmarkXDPDropBare ns/pkt)
-for path in miss deny allow; do
+for path in miss deny allow deny-net; do
 	v=$(metric "$out/bpf.txt" "BenchmarkACL/$path" ns/pkt)
 	row "ACL $path, ns/packet" "$v" "bare XDP_DROP $bare" "$(ratio "$v" "$bare")" "≤ 2.0×"
 done
