@@ -1,6 +1,6 @@
 //go:build ignore
 
-/* xdp.c: the Sluice XDP program: parse → ACL → (later stages) → verdict, counted. */
+/* xdp.c: the Sluice XDP program: parse → ACL → L4 services → verdict, counted. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "include/consts.h"
@@ -9,6 +9,7 @@
 #include "include/stats.h"
 #include "include/parse.h"
 #include "include/acl.h"
+#include "include/lb.h"
 
 SEC("xdp")
 int sluice_xdp(struct xdp_md *ctx)
@@ -20,6 +21,8 @@ int sluice_xdp(struct xdp_md *ctx)
 	if (verdict == CONTINUE)
 		verdict = acl_stage(ctx, &p);
 	if (verdict == CONTINUE)
+		verdict = lb_stage(ctx, &p);
+	if (verdict == CONTINUE)
 		verdict = XDP_PASS;
 	count_verdict(ctx, verdict);
 	return verdict;
@@ -29,5 +32,8 @@ int sluice_xdp(struct xdp_md *ctx)
 const enum verdict *unused_verdict __attribute__((unused));
 const enum drop_reason *unused_drop_reason __attribute__((unused));
 const enum policy_mode *unused_policy_mode __attribute__((unused));
+const enum lb_mode *unused_lb_mode __attribute__((unused));
+const enum lb_hash *unused_lb_hash __attribute__((unused));
+const enum backend_flag *unused_backend_flag __attribute__((unused));
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -43,6 +43,22 @@ type XDPAclV6Key struct {
 	Addr      [16]uint8
 }
 
+type XDPBackendFlag uint32
+
+const (
+	XDPBackendFlagBACKEND_F_DOWN XDPBackendFlag = 1
+)
+
+type XDPBackendInfo struct {
+	_       structs.HostLayout
+	Addr    [16]uint8
+	Mac     [6]uint8
+	Family  uint8
+	Flags   uint8
+	Ifindex uint32
+	Svc     uint32
+}
+
 type XDPCounter struct {
 	_       structs.HostLayout
 	Packets uint64
@@ -55,12 +71,81 @@ const (
 	XDPDropReasonDROP_ACL_DENY        XDPDropReason = 0
 	XDPDropReasonDROP_ACL_NOT_ALLOWED XDPDropReason = 1
 	XDPDropReasonDROP_MALFORMED       XDPDropReason = 2
+	XDPDropReasonDROP_LB_NO_BACKEND   XDPDropReason = 3
+	XDPDropReasonDROP_LB_TOO_BIG      XDPDropReason = 4
+	XDPDropReasonDROP_LB_ENCAP        XDPDropReason = 5
+	XDPDropReasonDROP_LB_NO_ROUTE     XDPDropReason = 6
 	XDPDropReasonDROP_REASON_MAX      XDPDropReason = 8
 )
+
+type XDPFlowKey struct {
+	_      structs.HostLayout
+	Src    [16]uint8
+	Dst    [16]uint8
+	Sport  uint16
+	Dport  uint16
+	Proto  uint8
+	Family uint8
+	Pad    [2]uint8
+}
+
+type XDPFlowState struct {
+	_       structs.HostLayout
+	SeenNs  uint64
+	Backend uint32
+	Pad     uint32
+}
 
 type XDPIfaceStats struct {
 	_       structs.HostLayout
 	Verdict [5]XDPCounter
+}
+
+type XDPLbCounter struct {
+	_        structs.HostLayout
+	Packets  uint64
+	Bytes    uint64
+	NewFlows uint64
+}
+
+type XDPLbFlowStats struct {
+	_           structs.HostLayout
+	Hits        uint64
+	Misses      uint64
+	IcmpRouted  uint64
+	EchoReplies uint64
+	TooBig      uint64
+}
+
+type XDPLbHash uint32
+
+const (
+	XDPLbHashLB_HASH_5TUPLE XDPLbHash = 0
+	XDPLbHashLB_HASH_SRC_IP XDPLbHash = 1
+)
+
+type XDPLbIface struct {
+	_   structs.HostLayout
+	Mac [6]uint8
+	Mtu uint16
+}
+
+type XDPLbMode uint32
+
+const (
+	XDPLbModeLB_MODE_DSR_IPIP XDPLbMode = 0
+	XDPLbModeLB_MODE_DSR_L2   XDPLbMode = 1
+)
+
+type XDPLbSettings struct {
+	_             structs.HostLayout
+	UdpTimeoutNs  uint64
+	EncapSrc4     [4]uint8
+	EncapSrc6     [16]uint8
+	EncapSrc4Bits uint8
+	EncapSrc6Bits uint8
+	Pad           [6]uint8
+	_             [4]byte
 }
 
 type XDPPolicyMode uint32
@@ -69,6 +154,23 @@ const (
 	XDPPolicyModePOLICY_DENY  XDPPolicyMode = 0
 	XDPPolicyModePOLICY_ALLOW XDPPolicyMode = 1
 )
+
+type XDPSvcInfo struct {
+	_         structs.HostLayout
+	Id        uint32
+	TableSize uint32
+	Mode      uint8
+	Hash      uint8
+	Pad       [6]uint8
+}
+
+type XDPSvcKey struct {
+	_      structs.HostLayout
+	Addr   [16]uint8
+	Port   uint16
+	Proto  uint8
+	Family uint8
+}
 
 type XDPVerdict uint32
 
@@ -85,18 +187,32 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	XDPMapAclConfig        = "acl_config"
-	XDPMapAclV4            = "acl_v4"
-	XDPMapAclV4Host        = "acl_v4_host"
-	XDPMapAclV6            = "acl_v6"
-	XDPMapAclV6Host        = "acl_v6_host"
-	XDPMapStatsDrop        = "stats_drop"
-	XDPMapStatsIface       = "stats_iface"
-	XDPMapStatsList        = "stats_list"
-	XDPProgSluiceXdp       = "sluice_xdp"
-	XDPVarUnusedDropReason = "unused_drop_reason"
-	XDPVarUnusedPolicyMode = "unused_policy_mode"
-	XDPVarUnusedVerdict    = "unused_verdict"
+	XDPMapAclConfig         = "acl_config"
+	XDPMapAclV4             = "acl_v4"
+	XDPMapAclV4Host         = "acl_v4_host"
+	XDPMapAclV6             = "acl_v6"
+	XDPMapAclV6Host         = "acl_v6_host"
+	XDPMapLbBackends        = "lb_backends"
+	XDPMapLbConfig          = "lb_config"
+	XDPMapLbFlows           = "lb_flows"
+	XDPMapLbIfaces          = "lb_ifaces"
+	XDPMapLbMaglev          = "lb_maglev"
+	XDPMapLbServices        = "lb_services"
+	XDPMapLbTxPorts         = "lb_tx_ports"
+	XDPMapLbVips            = "lb_vips"
+	XDPMapStatsBackend      = "stats_backend"
+	XDPMapStatsDrop         = "stats_drop"
+	XDPMapStatsFlows        = "stats_flows"
+	XDPMapStatsIface        = "stats_iface"
+	XDPMapStatsList         = "stats_list"
+	XDPMapStatsSvc          = "stats_svc"
+	XDPProgSluiceXdp        = "sluice_xdp"
+	XDPVarUnusedBackendFlag = "unused_backend_flag"
+	XDPVarUnusedDropReason  = "unused_drop_reason"
+	XDPVarUnusedLbHash      = "unused_lb_hash"
+	XDPVarUnusedLbMode      = "unused_lb_mode"
+	XDPVarUnusedPolicyMode  = "unused_policy_mode"
+	XDPVarUnusedVerdict     = "unused_verdict"
 )
 
 // LoadXDP returns the embedded CollectionSpec for XDP.
@@ -148,23 +264,37 @@ type XDPProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type XDPMapSpecs struct {
-	AclConfig  *ebpf.MapSpec `ebpf:"acl_config"`
-	AclV4      *ebpf.MapSpec `ebpf:"acl_v4"`
-	AclV4Host  *ebpf.MapSpec `ebpf:"acl_v4_host"`
-	AclV6      *ebpf.MapSpec `ebpf:"acl_v6"`
-	AclV6Host  *ebpf.MapSpec `ebpf:"acl_v6_host"`
-	StatsDrop  *ebpf.MapSpec `ebpf:"stats_drop"`
-	StatsIface *ebpf.MapSpec `ebpf:"stats_iface"`
-	StatsList  *ebpf.MapSpec `ebpf:"stats_list"`
+	AclConfig    *ebpf.MapSpec `ebpf:"acl_config"`
+	AclV4        *ebpf.MapSpec `ebpf:"acl_v4"`
+	AclV4Host    *ebpf.MapSpec `ebpf:"acl_v4_host"`
+	AclV6        *ebpf.MapSpec `ebpf:"acl_v6"`
+	AclV6Host    *ebpf.MapSpec `ebpf:"acl_v6_host"`
+	LbBackends   *ebpf.MapSpec `ebpf:"lb_backends"`
+	LbConfig     *ebpf.MapSpec `ebpf:"lb_config"`
+	LbFlows      *ebpf.MapSpec `ebpf:"lb_flows"`
+	LbIfaces     *ebpf.MapSpec `ebpf:"lb_ifaces"`
+	LbMaglev     *ebpf.MapSpec `ebpf:"lb_maglev"`
+	LbServices   *ebpf.MapSpec `ebpf:"lb_services"`
+	LbTxPorts    *ebpf.MapSpec `ebpf:"lb_tx_ports"`
+	LbVips       *ebpf.MapSpec `ebpf:"lb_vips"`
+	StatsBackend *ebpf.MapSpec `ebpf:"stats_backend"`
+	StatsDrop    *ebpf.MapSpec `ebpf:"stats_drop"`
+	StatsFlows   *ebpf.MapSpec `ebpf:"stats_flows"`
+	StatsIface   *ebpf.MapSpec `ebpf:"stats_iface"`
+	StatsList    *ebpf.MapSpec `ebpf:"stats_list"`
+	StatsSvc     *ebpf.MapSpec `ebpf:"stats_svc"`
 }
 
 // XDPVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type XDPVariableSpecs struct {
-	UnusedDropReason *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
-	UnusedPolicyMode *ebpf.VariableSpec `ebpf:"unused_policy_mode"`
-	UnusedVerdict    *ebpf.VariableSpec `ebpf:"unused_verdict"`
+	UnusedBackendFlag *ebpf.VariableSpec `ebpf:"unused_backend_flag"`
+	UnusedDropReason  *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
+	UnusedLbHash      *ebpf.VariableSpec `ebpf:"unused_lb_hash"`
+	UnusedLbMode      *ebpf.VariableSpec `ebpf:"unused_lb_mode"`
+	UnusedPolicyMode  *ebpf.VariableSpec `ebpf:"unused_policy_mode"`
+	UnusedVerdict     *ebpf.VariableSpec `ebpf:"unused_verdict"`
 }
 
 // XDPObjects contains all objects after they have been loaded into the kernel.
@@ -187,14 +317,25 @@ func (o *XDPObjects) Close() error {
 //
 // It can be passed to LoadXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
 type XDPMaps struct {
-	AclConfig  *ebpf.Map `ebpf:"acl_config"`
-	AclV4      *ebpf.Map `ebpf:"acl_v4"`
-	AclV4Host  *ebpf.Map `ebpf:"acl_v4_host"`
-	AclV6      *ebpf.Map `ebpf:"acl_v6"`
-	AclV6Host  *ebpf.Map `ebpf:"acl_v6_host"`
-	StatsDrop  *ebpf.Map `ebpf:"stats_drop"`
-	StatsIface *ebpf.Map `ebpf:"stats_iface"`
-	StatsList  *ebpf.Map `ebpf:"stats_list"`
+	AclConfig    *ebpf.Map `ebpf:"acl_config"`
+	AclV4        *ebpf.Map `ebpf:"acl_v4"`
+	AclV4Host    *ebpf.Map `ebpf:"acl_v4_host"`
+	AclV6        *ebpf.Map `ebpf:"acl_v6"`
+	AclV6Host    *ebpf.Map `ebpf:"acl_v6_host"`
+	LbBackends   *ebpf.Map `ebpf:"lb_backends"`
+	LbConfig     *ebpf.Map `ebpf:"lb_config"`
+	LbFlows      *ebpf.Map `ebpf:"lb_flows"`
+	LbIfaces     *ebpf.Map `ebpf:"lb_ifaces"`
+	LbMaglev     *ebpf.Map `ebpf:"lb_maglev"`
+	LbServices   *ebpf.Map `ebpf:"lb_services"`
+	LbTxPorts    *ebpf.Map `ebpf:"lb_tx_ports"`
+	LbVips       *ebpf.Map `ebpf:"lb_vips"`
+	StatsBackend *ebpf.Map `ebpf:"stats_backend"`
+	StatsDrop    *ebpf.Map `ebpf:"stats_drop"`
+	StatsFlows   *ebpf.Map `ebpf:"stats_flows"`
+	StatsIface   *ebpf.Map `ebpf:"stats_iface"`
+	StatsList    *ebpf.Map `ebpf:"stats_list"`
+	StatsSvc     *ebpf.Map `ebpf:"stats_svc"`
 }
 
 func (m *XDPMaps) Close() error {
@@ -204,9 +345,20 @@ func (m *XDPMaps) Close() error {
 		m.AclV4Host,
 		m.AclV6,
 		m.AclV6Host,
+		m.LbBackends,
+		m.LbConfig,
+		m.LbFlows,
+		m.LbIfaces,
+		m.LbMaglev,
+		m.LbServices,
+		m.LbTxPorts,
+		m.LbVips,
+		m.StatsBackend,
 		m.StatsDrop,
+		m.StatsFlows,
 		m.StatsIface,
 		m.StatsList,
+		m.StatsSvc,
 	)
 }
 
@@ -214,9 +366,12 @@ func (m *XDPMaps) Close() error {
 //
 // It can be passed to LoadXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
 type XDPVariables struct {
-	UnusedDropReason *ebpf.Variable `ebpf:"unused_drop_reason"`
-	UnusedPolicyMode *ebpf.Variable `ebpf:"unused_policy_mode"`
-	UnusedVerdict    *ebpf.Variable `ebpf:"unused_verdict"`
+	UnusedBackendFlag *ebpf.Variable `ebpf:"unused_backend_flag"`
+	UnusedDropReason  *ebpf.Variable `ebpf:"unused_drop_reason"`
+	UnusedLbHash      *ebpf.Variable `ebpf:"unused_lb_hash"`
+	UnusedLbMode      *ebpf.Variable `ebpf:"unused_lb_mode"`
+	UnusedPolicyMode  *ebpf.Variable `ebpf:"unused_policy_mode"`
+	UnusedVerdict     *ebpf.Variable `ebpf:"unused_verdict"`
 }
 
 // XDPPrograms contains all programs after they have been loaded into the kernel.

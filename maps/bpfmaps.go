@@ -259,7 +259,9 @@ func (b *bpfPolicyMap) Policy() (Policy, error) {
 type bpfStats struct{ iface, drop, list *ebpf.Map }
 
 // NewStats wraps the stats_iface, stats_drop and stats_list maps.
-func NewStats(iface, drop, list *ebpf.Map) Stats { return &bpfStats{iface: iface, drop: drop, list: list} }
+func NewStats(iface, drop, list *ebpf.Map) Stats {
+	return &bpfStats{iface: iface, drop: drop, list: list}
+}
 
 // IfindexSlot is the counter slot of an interface (MAX_IFINDEX in consts.h).
 func IfindexSlot(ifindex int) uint32 { return uint32(ifindex) & (4096 - 1) }

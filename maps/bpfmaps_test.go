@@ -12,7 +12,6 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/sluicelb/sluice/bpf"
-	"github.com/sluicelb/sluice/l4"
 )
 
 // newTries makes each family's PrefixMap as the datapath has it: a trie and
@@ -124,7 +123,7 @@ func TestMillionEntrySyncIntoBPF(t *testing.T) {
 }
 
 func TestDatapathMapsSurviveReopen(t *testing.T) {
-	if _, err := l4.EnsureBPFFS("/sys/fs/bpf"); err != nil {
+	if _, err := EnsureBPFFS("/sys/fs/bpf"); err != nil {
 		t.Fatal(err)
 	}
 	dir, err := os.MkdirTemp("/sys/fs/bpf", "sluice-maps-test-")

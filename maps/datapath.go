@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 
 	"github.com/cilium/ebpf"
 
@@ -21,7 +22,8 @@ type DatapathOptions struct {
 
 // Datapath is the loaded XDP program and its pinned maps.
 type Datapath struct {
-	objs bpf.XDPObjects
+	objs      bpf.XDPObjects
+	innerSpec *ebpf.MapSpec // the template of the Maglev tables
 	// Fresh names the maps that were created by this load rather than reused
 	// from pins: their content must be written before the program goes live.
 	Fresh []string
@@ -46,7 +48,7 @@ func OpenDatapath(opts DatapathOptions) (*Datapath, error) {
 	if err := os.MkdirAll(pinDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create pin dir: %w", err)
 	}
-	dp := &Datapath{}
+	dp := &Datapath{innerSpec: spec.Maps[bpf.XDPMapLbMaglev].InnerMap}
 	replacements := map[string]*ebpf.Map{}
 	for name, ms := range spec.Maps {
 		if ms.Type == ebpf.Array && len(name) > 0 && name[0] == '.' {
@@ -100,24 +102,15 @@ func (d *Datapath) PinFresh(pinDir string) error {
 	return nil
 }
 
+// mapByName finds a map of the program by its C name, through the ebpf
+// struct tags bpf2go writes, so a new map needs no code here.
 func (d *Datapath) mapByName(name string) *ebpf.Map {
-	switch name {
-	case bpf.XDPMapAclV4:
-		return d.objs.AclV4
-	case bpf.XDPMapAclV6:
-		return d.objs.AclV6
-	case bpf.XDPMapAclV4Host:
-		return d.objs.AclV4Host
-	case bpf.XDPMapAclV6Host:
-		return d.objs.AclV6Host
-	case bpf.XDPMapAclConfig:
-		return d.objs.AclConfig
-	case bpf.XDPMapStatsIface:
-		return d.objs.StatsIface
-	case bpf.XDPMapStatsDrop:
-		return d.objs.StatsDrop
-	case bpf.XDPMapStatsList:
-		return d.objs.StatsList
+	v := reflect.ValueOf(&d.objs.XDPMaps).Elem()
+	for i := range v.NumField() {
+		if v.Type().Field(i).Tag.Get("ebpf") == name {
+			m, _ := v.Field(i).Interface().(*ebpf.Map)
+			return m
+		}
 	}
 	return nil
 }

@@ -88,6 +88,10 @@ const (
 	DropACLDeny DropReason = iota
 	DropACLNotAllowed
 	DropMalformed
+	DropLBNoBackend
+	DropLBTooBig
+	DropLBEncap
+	DropLBNoRoute
 	// NumDropReasons is the number of drop reasons.
 	NumDropReasons
 )
@@ -128,6 +132,14 @@ func (r DropReason) String() string {
 		return "acl_not_allowed"
 	case DropMalformed:
 		return "malformed"
+	case DropLBNoBackend:
+		return "lb_no_backend"
+	case DropLBTooBig:
+		return "lb_too_big"
+	case DropLBEncap:
+		return "lb_encap"
+	case DropLBNoRoute:
+		return "lb_no_route"
 	}
 	return "unknown"
 }

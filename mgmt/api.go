@@ -103,5 +103,3 @@ func handler(fn func(w http.ResponseWriter, r *http.Request) (any, error)) http.
 		}
 	}
 }
-
-

@@ -16,7 +16,6 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/sluicelb/sluice/l4"
 	"github.com/sluicelb/sluice/maps"
 )
 
@@ -25,7 +24,7 @@ import (
 // drops a packet from the added address (checked with prog.Run). It reports
 // the p99 over the iterations.
 func BenchmarkPatchOneVisible(b *testing.B) {
-	if _, err := l4.EnsureBPFFS("/sys/fs/bpf"); err != nil {
+	if _, err := maps.EnsureBPFFS("/sys/fs/bpf"); err != nil {
 		b.Fatal(err)
 	}
 	dir, err := os.MkdirTemp("/sys/fs/bpf", "sluice-bench-")

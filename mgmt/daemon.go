@@ -28,7 +28,7 @@ func Run(ctx context.Context, cfg Config) error {
 	base := newLogger(cfg.LogLevel)
 	log := base.With("component", "daemon")
 	mode, _ := l4.ParseXDPMode(cfg.XDPMode)
-	mounted, err := l4.EnsureBPFFS(cfg.BPFFS)
+	mounted, err := maps.EnsureBPFFS(cfg.BPFFS)
 	if err != nil {
 		return err
 	}

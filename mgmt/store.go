@@ -1,9 +1,9 @@
 package mgmt
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
-	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"

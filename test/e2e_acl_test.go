@@ -146,7 +146,12 @@ func TestMillionEntrySync(t *testing.T) {
 	if !l.Reaches("tcp", lab.ClientAddr2, lab.BackendAddr) {
 		t.Error("a client not in the 1M-entry list got no reply")
 	}
-	var list struct{ Lists []struct{ Name string; Entries int } }
+	var list struct {
+		Lists []struct {
+			Name    string
+			Entries int
+		}
+	}
 	if err := json.Unmarshal([]byte(l.MustCLI("acl", "list", "-o", "json")), &list); err != nil {
 		t.Fatal(err)
 	}

@@ -29,4 +29,29 @@
 #define MAX_IPV6_EXT_HDRS 8
 #endif
 
+/* L4 capacities; the loader may change the map sizes before load. */
+#ifndef MAX_SERVICES
+#define MAX_SERVICES 4096
+#endif
+#ifndef MAX_BACKENDS
+#define MAX_BACKENDS (1 << 18)
+#endif
+#ifndef MAX_FLOWS
+#define MAX_FLOWS (1 << 20)
+#endif
+/* The Maglev table size compiled into the inner-map template; each service's
+ * table is created with its own size (BPF_F_INNER_MAP). */
+#define DEFAULT_MAGLEV_SIZE 65537
+/* A Maglev slot that names no backend: the service has none taking new flows. */
+#define NO_BACKEND 0xffffffff
+
+/* The decap program's counters. */
+#define DECAP_STRIPPED 0
+#define DECAP_NOT_LOCAL 1
+#define DECAP_STATS_MAX 2
+
+/* Outer headers of the encapsulations. */
+#define IPIP_OVERHEAD 20
+#define IP6IP6_OVERHEAD 40
+
 #endif /* SLUICE_CONSTS_H */

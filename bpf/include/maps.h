@@ -74,4 +74,100 @@ struct {
 	__uint(max_entries, MAX_LISTS);
 } stats_list SEC(".maps");
 
+/* (VIP, port, proto) → service. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct svc_key);
+	__type(value, struct svc_info);
+	__uint(max_entries, MAX_SERVICES);
+} lb_services SEC(".maps");
+
+/* VIPs, for ICMP echo at the NIC (value unused). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct svc_key);
+	__type(value, __u32);
+	__uint(max_entries, MAX_SERVICES);
+} lb_vips SEC(".maps");
+
+/* Each service's Maglev table: slot → backend id. The daemon builds a new
+ * table and swaps it into lb_maglev in one update, so a lookup sees the old
+ * table or the new one, never a mix. */
+struct maglev_table {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, DEFAULT_MAGLEV_SIZE);
+	__uint(map_flags, BPF_F_INNER_MAP);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, MAX_SERVICES);
+	__array(values, struct maglev_table);
+} lb_maglev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct backend_info);
+	__uint(max_entries, MAX_BACKENDS);
+} lb_backends SEC(".maps");
+
+/* The connection table. Shared, not per-CPU: a flow whose packets move to
+ * another CPU (an RSS table change, generic XDP, a restarted NIC queue) must
+ * still find its backend, and the daemon reads one table. LRU: under a flood
+ * of new flows the oldest idle ones go first, never the table. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct flow_key);
+	__type(value, struct flow_state);
+	__uint(max_entries, MAX_FLOWS);
+} lb_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_settings);
+	__uint(max_entries, 1);
+} lb_config SEC(".maps");
+
+/* MAC and MTU of the interfaces, by ifindex slot (see MAX_IFINDEX). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_iface);
+	__uint(max_entries, MAX_IFINDEX);
+} lb_ifaces SEC(".maps");
+
+/* Egress interfaces other than the ingress one, keyed by ifindex. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 64);
+} lb_tx_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_counter);
+	__uint(max_entries, MAX_SERVICES);
+} stats_svc SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_counter);
+	__uint(max_entries, MAX_BACKENDS);
+} stats_backend SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_flow_stats);
+	__uint(max_entries, 1);
+} stats_flows SEC(".maps");
+
 #endif /* SLUICE_MAPS_H */

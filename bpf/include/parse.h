@@ -45,6 +45,7 @@ struct pkt {
 	__u8 l4_proto;   /* IPPROTO_*; 0 when unknown */
 	__u8 l4_known;   /* 1 when l4 points at the L4 header (not a later fragment) */
 	__u8 is_nd;      /* IPv6 neighbour discovery (ICMPv6 133..137) */
+	__u16 l2_len;    /* Ethernet header and VLAN tags: 14, 18 or 22 */
 	struct iphdr *ip4;
 	struct ipv6hdr *ip6;
 	void *l4;
@@ -185,6 +186,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct pkt *p)
 		return drop(ctx, DROP_MALFORMED);
 
 	p->l3_proto = bpf_ntohs(proto);
+	p->l2_len = cursor - p->data;
 	if (proto == bpf_htons(ETH_P_IP))
 		return parse_ipv4(ctx, p, cursor);
 	if (proto == bpf_htons(ETH_P_IPV6))

@@ -21,9 +21,12 @@ static __always_inline void count_verdict(struct xdp_md *ctx, int verdict)
 {
 	__u32 slot = ctx->ingress_ifindex & (MAX_IFINDEX - 1);
 	struct iface_stats *s = bpf_map_lookup_elem(&stats_iface, &slot);
+	__u32 v = verdict;
 
-	if (s && verdict >= 0 && verdict < VERDICT_MAX)
-		counter_add(&s->verdict[verdict], pkt_len(ctx));
+	/* Opaque to the compiler, so the bound checked is the index used. */
+	barrier_var(v);
+	if (s && v < VERDICT_MAX)
+		counter_add(&s->verdict[v], pkt_len(ctx));
 }
 
 /* drop counts the reason and returns XDP_DROP, so a stage can `return drop(...)`. */

@@ -20,6 +20,10 @@ enum drop_reason {
 	DROP_ACL_DENY = 0,        /* the source is in a deny list */
 	DROP_ACL_NOT_ALLOWED = 1, /* allow-list mode and no allow list holds the source */
 	DROP_MALFORMED = 2,       /* truncated or inconsistent L2/L3 headers */
+	DROP_LB_NO_BACKEND = 3,   /* a service with no backend that takes new flows */
+	DROP_LB_TOO_BIG = 4,      /* too big to encapsulate and fragmenting allowed: XDP cannot fragment */
+	DROP_LB_ENCAP = 5,        /* the driver refused the head or tail adjustment */
+	DROP_LB_NO_ROUTE = 6,     /* the backend's egress interface is not in lb_tx_ports */
 	DROP_REASON_MAX = 8,
 };
 
@@ -71,6 +75,103 @@ struct counter {
  * Mirrored in Go by bpf.XDPIfaceStats. */
 struct iface_stats {
 	struct counter verdict[VERDICT_MAX];
+};
+
+/* How a service forwards. Mirrored in Go by bpf.XDPLbMode. */
+enum lb_mode {
+	LB_MODE_DSR_IPIP = 0, /* IPIP / IP6IP6 encapsulation to the backend */
+	LB_MODE_DSR_L2 = 1,   /* destination MAC rewrite; the backend holds the VIP */
+};
+
+/* What the flow hash covers. Mirrored in Go by bpf.XDPLbHash. */
+enum lb_hash {
+	LB_HASH_5TUPLE = 0,
+	LB_HASH_SRC_IP = 1, /* client affinity */
+};
+
+/* Backend flags. Mirrored in Go by bpf.XDPBackendFlag. */
+enum backend_flag {
+	BACKEND_F_DOWN = 1, /* out of service: its flows rehash */
+};
+
+/* Addresses of the L4 maps: IPv4 in the first 4 bytes, the rest zero. */
+
+/* Service lookup key. Mirrored in Go by bpf.XDPSvcKey. */
+struct svc_key {
+	__u8 addr[16];
+	__be16 port; /* 0: every port of the VIP */
+	__u8 proto;  /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 family; /* 4 or 6 */
+};
+
+/* A service as the datapath sees it. Mirrored in Go by bpf.XDPSvcInfo. */
+struct svc_info {
+	__u32 id;         /* slot in lb_maglev and lb_svc_stats */
+	__u32 table_size; /* M: the length of the service's Maglev table */
+	__u8 mode;        /* enum lb_mode */
+	__u8 hash;        /* enum lb_hash */
+	__u8 pad[6];
+};
+
+/* A backend of one service (a backend in two services has two ids).
+ * Mirrored in Go by bpf.XDPBackendInfo. */
+struct backend_info {
+	__u8 addr[16];
+	__u8 mac[6];    /* the next hop towards the backend */
+	__u8 family;    /* 4 or 6; 0: the slot is free */
+	__u8 flags;     /* enum backend_flag */
+	__u32 ifindex;  /* egress interface; 0: the ingress interface */
+	__u32 svc;      /* id of the service the backend belongs to */
+};
+
+/* A client's flow to a VIP. Mirrored in Go by bpf.XDPFlowKey. */
+struct flow_key {
+	__u8 src[16];
+	__u8 dst[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+/* Where a flow goes. Mirrored in Go by bpf.XDPFlowState. */
+struct flow_state {
+	__u64 seen_ns; /* last packet, bpf_ktime_get_ns(); refreshed at most once a second */
+	__u32 backend;
+	__u32 pad;
+};
+
+/* Settings of the L4 stage, one entry. Mirrored in Go by bpf.XDPLbSettings. */
+struct lb_settings {
+	__u64 udp_timeout_ns;  /* idle UDP flows rehash after this */
+	__u8 encap_src4[4];    /* outer source range of IPIP ... */
+	__u8 encap_src6[16];   /* ... and of IP6IP6 */
+	__u8 encap_src4_bits;  /* its prefix length; the flow hash fills the host bits */
+	__u8 encap_src6_bits;
+	__u8 pad[6];
+};
+
+/* What the L4 stage knows of an interface. Mirrored in Go by bpf.XDPLbIface. */
+struct lb_iface {
+	__u8 mac[6];
+	__u16 mtu; /* 0: unknown, no check */
+};
+
+/* Per service and per backend counters. Mirrored in Go by bpf.XDPLbCounter. */
+struct lb_counter {
+	__u64 packets;
+	__u64 bytes;
+	__u64 new_flows;
+};
+
+/* Connection-table counters, one per-CPU entry. Mirrored in Go by bpf.XDPLbFlowStats. */
+struct lb_flow_stats {
+	__u64 hits;
+	__u64 misses;      /* new flows, and flows whose backend went down or idled out */
+	__u64 icmp_routed; /* ICMP errors about a flow sent to the flow's backend */
+	__u64 echo_replies;
+	__u64 too_big;     /* ICMP fragmentation-needed / packet-too-big sent */
 };
 
 #endif /* SLUICE_STRUCTS_H */

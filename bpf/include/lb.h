@@ -1,0 +1,380 @@
+/* lb.h: the L4 stage: service lookup, the connection table, Maglev, and
+ * forwarding by IPIP / IP6IP6 encapsulation or L2 rewrite (direct server return). */
+#ifndef SLUICE_LB_H
+#define SLUICE_LB_H
+
+#include <linux/icmp.h>
+#include <linux/icmpv6.h>
+#include "parse.h"
+#include "encap.h"
+#include "icmp.h"
+
+#define SEEN_REFRESH_NS 1000000000ULL
+
+static __always_inline __u32 ifindex_slot(__u32 ifindex)
+{
+	return ifindex & (MAX_IFINDEX - 1);
+}
+
+/* set_macs addresses the frame to the next hop: the source is the egress
+ * interface's MAC when the daemon set one, otherwise the MAC the frame came to. */
+static __always_inline int set_macs(struct xdp_md *ctx, const __u8 *next_hop, __u32 egress)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	__u32 slot = ifindex_slot(egress);
+	struct lb_iface *ifc;
+
+	if ((void *)(eth + 1) > data_end)
+		return -1;
+	ifc = bpf_map_lookup_elem(&lb_ifaces, &slot);
+	if (ifc && (ifc->mac[0] | ifc->mac[1] | ifc->mac[2] | ifc->mac[3] | ifc->mac[4] | ifc->mac[5]))
+		__builtin_memcpy(eth->h_source, ifc->mac, ETH_ALEN);
+	else
+		__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, next_hop, ETH_ALEN);
+	return 0;
+}
+
+/* send_to returns XDP_TX for the ingress interface and redirects through
+ * lb_tx_ports for another. */
+static __always_inline int send_to(struct xdp_md *ctx, __u32 egress)
+{
+	if (egress == ctx->ingress_ifindex)
+		return XDP_TX;
+	if (!bpf_map_lookup_elem(&lb_tx_ports, &egress))
+		return drop(ctx, DROP_LB_NO_ROUTE);
+	return bpf_redirect_map(&lb_tx_ports, egress, XDP_DROP);
+}
+
+/* egress_mtu is the MTU the daemon recorded for the interface, 0 if none. */
+static __always_inline __u32 egress_mtu(__u32 egress)
+{
+	__u32 slot = ifindex_slot(egress);
+	struct lb_iface *ifc = bpf_map_lookup_elem(&lb_ifaces, &slot);
+
+	return ifc ? ifc->mtu : 0;
+}
+
+static __always_inline __u32 rotl32(__u32 x, int r)
+{
+	return (x << r) | (x >> (32 - r));
+}
+
+/* flow_hash is MurmurHash3 (x86, 32-bit) over the words of the flow key,
+ * read little-endian: the source only for client affinity, else all ten.
+ * l4.FlowHash computes the same, so two load balancers, and the tools,
+ * agree on every flow's backend. */
+static __always_inline __u32 murmur_step(__u32 h, __u32 x)
+{
+	x *= 0xcc9e2d51;
+	x = rotl32(x, 15);
+	x *= 0x1b873593;
+	h ^= x;
+	h = rotl32(h, 13);
+	return h * 5 + 0xe6546b64;
+}
+
+static __always_inline __u32 flow_hash(const struct flow_key *k, __u8 mode)
+{
+	const __u32 *w = (const void *)k;
+	__u32 h = 0, n = 4;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 4; i++)
+		h = murmur_step(h, w[i]);
+	if (mode != LB_HASH_SRC_IP) {
+#pragma unroll
+		for (i = 4; i < sizeof(*k) / 4; i++)
+			h = murmur_step(h, w[i]);
+		n = sizeof(*k) / 4;
+	}
+	h ^= n * 4;
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+/* ports_flow fills fk from a TCP or UDP header at l4: the flow of the packet,
+ * or, with reverse, the flow that an ICMP error quotes, seen from the client. */
+static __always_inline int ports_flow(struct flow_key *fk, const void *l4, const void *data_end, __u8 reverse)
+{
+	const __be16 *ports = l4;
+
+	if ((const void *)(ports + 2) > data_end)
+		return -1;
+	fk->sport = ports[reverse ? 1 : 0];
+	fk->dport = ports[reverse ? 0 : 1];
+	return 0;
+}
+
+/* packet_flow fills fk from a TCP or UDP packet; -1 for anything else. */
+static __always_inline int packet_flow(struct pkt *p, struct flow_key *fk)
+{
+	if (!p->l4_known || (p->l4_proto != IPPROTO_TCP && p->l4_proto != IPPROTO_UDP))
+		return -1;
+	if (ports_flow(fk, p->l4, p->data_end, 0))
+		return -1;
+	fk->proto = p->l4_proto;
+	if (p->ip4) {
+		__builtin_memcpy(fk->src, &p->ip4->saddr, 4);
+		__builtin_memcpy(fk->dst, &p->ip4->daddr, 4);
+		fk->family = 4;
+	} else {
+		__builtin_memcpy(fk->src, &p->ip6->saddr, 16);
+		__builtin_memcpy(fk->dst, &p->ip6->daddr, 16);
+		fk->family = 6;
+	}
+	return 0;
+}
+
+/* error_flow fills fk with the client's flow that an ICMP error quotes: a
+ * backend's reply (source the VIP) that a router on the way back could not
+ * deliver. The error is for the backend that owns the flow. */
+static __always_inline int error_flow(struct pkt *p, struct flow_key *fk)
+{
+	if (!p->l4_known)
+		return -1;
+	if (p->ip4 && p->l4_proto == IPPROTO_ICMP) {
+		struct icmphdr *icmp = p->l4;
+		struct iphdr *in = (void *)(icmp + 1);
+
+		if ((void *)(in + 1) > p->data_end)
+			return -1;
+		if (icmp->type != ICMP_DEST_UNREACH && icmp->type != ICMP_TIME_EXCEEDED &&
+		    icmp->type != ICMP_PARAMETERPROB)
+			return -1;
+		if (in->ihl != 5 || (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP))
+			return -1;
+		if (ports_flow(fk, in + 1, p->data_end, 1))
+			return -1;
+		__builtin_memcpy(fk->src, &in->daddr, 4);
+		__builtin_memcpy(fk->dst, &in->saddr, 4);
+		fk->proto = in->protocol;
+		fk->family = 4;
+		return 0;
+	}
+	if (p->ip6 && p->l4_proto == IPPROTO_ICMPV6) {
+		struct icmp6hdr *icmp6 = p->l4;
+		struct ipv6hdr *in = (void *)(icmp6 + 1);
+
+		if ((void *)(in + 1) > p->data_end)
+			return -1;
+		if (icmp6->icmp6_type < ICMPV6_DEST_UNREACH || icmp6->icmp6_type > ICMPV6_PARAMPROB)
+			return -1;
+		if (in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP)
+			return -1;
+		if (ports_flow(fk, in + 1, p->data_end, 1))
+			return -1;
+		__builtin_memcpy(fk->src, &in->daddr, 16);
+		__builtin_memcpy(fk->dst, &in->saddr, 16);
+		fk->proto = in->nexthdr;
+		fk->family = 6;
+		return 0;
+	}
+	return -1;
+}
+
+static __always_inline struct svc_info *find_service(const struct flow_key *fk)
+{
+	struct svc_key sk = {};
+	struct svc_info *svc;
+
+	__builtin_memcpy(sk.addr, fk->dst, 16);
+	sk.port = fk->dport;
+	sk.proto = fk->proto;
+	sk.family = fk->family;
+	svc = bpf_map_lookup_elem(&lb_services, &sk);
+	if (svc)
+		return svc;
+	sk.port = 0;
+	return bpf_map_lookup_elem(&lb_services, &sk);
+}
+
+/* usable says whether a connection-table entry may keep its backend: the
+ * backend still belongs to the service and is not down, and a UDP flow has
+ * not idled out. Drained backends (and weight 0) keep their flows. */
+static __always_inline struct backend_info *usable(struct flow_state *st, const struct flow_key *fk,
+						   const struct svc_info *svc, const struct lb_settings *cfg, __u64 now)
+{
+	struct backend_info *b = bpf_map_lookup_elem(&lb_backends, &st->backend);
+
+	if (!b || !b->family || (b->flags & BACKEND_F_DOWN) || b->svc != svc->id)
+		return 0;
+	if (fk->proto == IPPROTO_UDP && cfg && cfg->udp_timeout_ns && now - st->seen_ns > cfg->udp_timeout_ns)
+		return 0;
+	return b;
+}
+
+/* pick_backend returns the flow's backend id: the connection table's when it
+ * still holds, otherwise the service's Maglev slot for the flow hash, which a
+ * TCP or UDP flow then records. NO_BACKEND when the service has none. */
+static __always_inline __u32 pick_backend(const struct flow_key *fk, const struct svc_info *svc, __u32 hash,
+					  int record, int *new_flow)
+{
+	__u32 zero = 0, slot, id;
+	struct lb_settings *cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	struct flow_state *st = bpf_map_lookup_elem(&lb_flows, fk);
+	__u64 now = bpf_ktime_get_ns();
+	void *table;
+	__u32 *bid;
+
+	if (st && usable(st, fk, svc, cfg, now)) {
+		if (now - st->seen_ns > SEEN_REFRESH_NS)
+			st->seen_ns = now;
+		FLOW_STATS(hits);
+		return st->backend;
+	}
+	FLOW_STATS(misses);
+	table = bpf_map_lookup_elem(&lb_maglev, &svc->id);
+	if (!table || !svc->table_size)
+		return NO_BACKEND;
+	slot = hash % svc->table_size;
+	bid = bpf_map_lookup_elem(table, &slot);
+	if (!bid || *bid == NO_BACKEND)
+		return NO_BACKEND;
+	id = *bid;
+	if (record) {
+		struct flow_state ns = { .seen_ns = now, .backend = id };
+
+		bpf_map_update_elem(&lb_flows, fk, &ns, BPF_ANY);
+		*new_flow = 1;
+	}
+	return id;
+}
+
+static __always_inline void count_lb(__u32 svc, __u32 backend, __u64 bytes, int new_flow)
+{
+	struct lb_counter *c = bpf_map_lookup_elem(&stats_svc, &svc);
+
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+		c->new_flows += new_flow;
+	}
+	c = bpf_map_lookup_elem(&stats_backend, &backend);
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+		c->new_flows += new_flow;
+	}
+}
+
+static __always_inline int encap_ipip(struct xdp_md *ctx, struct pkt *p, const struct backend_info *b,
+				      __u32 egress, __u32 hash)
+{
+	__u32 zero = 0, mtu = egress_mtu(egress);
+	struct lb_settings *cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	struct iphdr *in = p->ip4, *out;
+	__u16 l2_len = p->l2_len, inner_len = bpf_ntohs(in->tot_len);
+	__be16 df = in->frag_off & bpf_htons(IP_DF);
+	__u8 tos = in->tos;
+	__be32 saddr = encap_src4(cfg, hash, in->daddr), daddr;
+
+	if (mtu && inner_len + IPIP_OVERHEAD > mtu) {
+		if (df)
+			return too_big4(ctx, p, mtu - IPIP_OVERHEAD);
+		return drop(ctx, DROP_LB_TOO_BIG);
+	}
+	if (l2_len > MAX_L2_LEN || push_outer(ctx, l2_len, IPIP_OVERHEAD))
+		return drop(ctx, DROP_LB_ENCAP);
+	out = l3_at(ctx, l2_len, sizeof(*out));
+	if (!out)
+		return drop(ctx, DROP_LB_ENCAP);
+	__builtin_memcpy(&daddr, b->addr, 4);
+	out->version = 4;
+	out->ihl = 5;
+	out->tos = tos;
+	out->tot_len = bpf_htons(inner_len + IPIP_OVERHEAD);
+	out->id = 0;
+	out->frag_off = df;
+	out->ttl = 64;
+	out->protocol = IPPROTO_IPIP;
+	out->saddr = saddr;
+	out->daddr = daddr;
+	out->check = 0;
+	out->check = ipv4_csum(out);
+	if (set_macs(ctx, b->mac, egress))
+		return drop(ctx, DROP_LB_ENCAP);
+	return send_to(ctx, egress);
+}
+
+static __always_inline int encap_ip6ip6(struct xdp_md *ctx, struct pkt *p, const struct backend_info *b,
+					__u32 egress, __u32 hash)
+{
+	__u32 zero = 0, mtu = egress_mtu(egress);
+	struct lb_settings *cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	struct ipv6hdr *in = p->ip6, *out;
+	__u16 l2_len = p->l2_len;
+	__u32 inner_len = sizeof(*in) + bpf_ntohs(in->payload_len);
+	__u8 tc = (in->priority << 4) | (in->flow_lbl[0] >> 4);
+	__u8 saddr[16];
+
+	encap_src6(cfg, hash, (const __u8 *)&in->daddr, saddr);
+	if (mtu && inner_len + IP6IP6_OVERHEAD > mtu)
+		return too_big6(ctx, p, mtu - IP6IP6_OVERHEAD);
+	if (l2_len > MAX_L2_LEN || push_outer(ctx, l2_len, IP6IP6_OVERHEAD))
+		return drop(ctx, DROP_LB_ENCAP);
+	out = l3_at(ctx, l2_len, sizeof(*out));
+	if (!out)
+		return drop(ctx, DROP_LB_ENCAP);
+	/* Version, the inner traffic class, the flow hash as the flow label. */
+	*(__be32 *)out = bpf_htonl(6 << 28 | (__u32)tc << 20 | (hash & 0xfffff));
+	out->payload_len = bpf_htons(inner_len);
+	out->nexthdr = IPPROTO_IPV6;
+	out->hop_limit = 64;
+	__builtin_memcpy(&out->saddr, saddr, 16);
+	__builtin_memcpy(&out->daddr, b->addr, 16);
+	if (set_macs(ctx, b->mac, egress))
+		return drop(ctx, DROP_LB_ENCAP);
+	return send_to(ctx, egress);
+}
+
+/* lb_stage forwards packets of the services to their backends, answers
+ * echo requests to VIPs, and returns CONTINUE for everything else. */
+static __always_inline int lb_stage(struct xdp_md *ctx, struct pkt *p)
+{
+	struct flow_key fk = {};
+	struct svc_info *svc;
+	struct backend_info *b;
+	int new_flow = 0, record = 1, ret;
+	__u32 hash, bid, egress;
+
+	if (!p->ip4 && !p->ip6)
+		return CONTINUE;
+	if (packet_flow(p, &fk)) {
+		ret = echo_reply(p);
+		if (ret != CONTINUE)
+			return ret;
+		if (error_flow(p, &fk))
+			return CONTINUE;
+		record = 0; /* an error never starts a flow */
+	}
+	svc = find_service(&fk);
+	if (!svc)
+		return CONTINUE;
+	hash = flow_hash(&fk, svc->hash);
+	bid = pick_backend(&fk, svc, hash, record, &new_flow);
+	b = bpf_map_lookup_elem(&lb_backends, &bid);
+	if (bid == NO_BACKEND || !b || !b->family)
+		return drop(ctx, DROP_LB_NO_BACKEND);
+	if (!record)
+		FLOW_STATS(icmp_routed);
+	count_lb(svc->id, bid, pkt_len(ctx), new_flow);
+	egress = b->ifindex ? b->ifindex : ctx->ingress_ifindex;
+	if (svc->mode == LB_MODE_DSR_L2) {
+		if (set_macs(ctx, b->mac, egress))
+			return drop(ctx, DROP_LB_ENCAP);
+		return send_to(ctx, egress);
+	}
+	if (p->ip4)
+		return encap_ipip(ctx, p, b, egress, hash);
+	return encap_ip6ip6(ctx, p, b, egress, hash);
+}
+
+#endif /* SLUICE_LB_H */

@@ -1,0 +1,558 @@
+package bpf_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/sluicelb/sluice/bpf"
+	"github.com/sluicelb/sluice/l4"
+	"github.com/sluicelb/sluice/maps"
+)
+
+const (
+	xdpTX = 3
+	// prog.Run runs the program as if received on the loopback device.
+	loIfindex = 1
+)
+
+var (
+	lbMAC   = net.HardwareAddr{0x02, 0x1b, 0, 0, 0, 1}
+	vip4    = netip.MustParseAddr("203.0.113.10")
+	vip6    = netip.MustParseAddr("2001:db8:ffff::10")
+	client4 = netip.MustParseAddr("198.51.100.7")
+	client6 = netip.MustParseAddr("2001:db8:c::7")
+	encap4  = netip.MustParsePrefix("192.0.2.0/24")
+	encap6  = netip.MustParsePrefix("2001:db8:e::/64")
+)
+
+// backendMAC is the next hop the fake resolver gives each backend: its last byte.
+func backendMAC(a netip.Addr) net.HardwareAddr {
+	s := a.AsSlice()
+	return net.HardwareAddr{0x02, 0xbe, 0, 0, 0, s[len(s)-1]}
+}
+
+type lbPath struct {
+	*datapath
+	lb  *maps.LB
+	rec *l4.Reconciler
+}
+
+func loadLB(t *testing.T) *lbPath {
+	t.Helper()
+	d := load(t)
+	lb, err := maps.NewLB(&d.objs)
+	must(t, err)
+	rec, err := l4.NewReconciler(lb, func(a netip.Addr) (l4.NextHop, error) {
+		return l4.NextHop{MAC: backendMAC(a)}, nil
+	})
+	must(t, err)
+	must(t, lb.SetSettings(maps.LBSettings{EncapSrc4: encap4, EncapSrc6: encap6, UDPTimeout: time.Minute}))
+	must(t, lb.SetIface(loIfindex, lbMAC, 1500))
+	return &lbPath{datapath: d, lb: lb, rec: rec}
+}
+
+func service(name string, vip netip.Addr, port uint16, mode l4.Mode, backends ...string) l4.Service {
+	s := l4.Service{Name: name, VIP: vip, Port: port, Proto: l4.TCP, Mode: mode, TableSize: 251}
+	for _, b := range backends {
+		s.Backends = append(s.Backends, l4.Backend{Addr: netip.MustParseAddr(b), Weight: 100})
+	}
+	return s
+}
+
+// runOut runs the program and returns the verdict and the whole output
+// frame, which encapsulation makes longer and ICMP errors shorter.
+func (d *datapath) runOut(t *testing.T, pkt []byte) (int, []byte) {
+	t.Helper()
+	opts := &ebpf.RunOptions{Data: pkt, DataOut: make([]byte, len(pkt)+256)}
+	ret, err := d.objs.SluiceXdp.Run(opts)
+	if err != nil {
+		t.Fatalf("prog.Run: %v", err)
+	}
+	return int(ret), opts.DataOut
+}
+
+func expectFrame(t *testing.T, name string, verdict, wantVerdict int, got, want []byte) {
+	t.Helper()
+	if verdict != wantVerdict || !bytes.Equal(got, want) {
+		t.Errorf("%s: verdict %d, want %d\nexpected: %s\nactual:   %s", name, verdict, wantVerdict,
+			hex.EncodeToString(want), hex.EncodeToString(got))
+	}
+}
+
+func tcp4(t testing.TB, src netip.Addr, sport uint16, dst netip.Addr, dport uint16, size int, df bool) []byte {
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 61, TOS: 0x28, Id: 7, Protocol: layers.IPProtocolTCP,
+		SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	if df {
+		ip.Flags = layers.IPv4DontFragment
+	}
+	tc := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), SYN: true, Seq: 1, Window: 64240}
+	_ = tc.SetNetworkLayerForChecksum(ip)
+	return serialize(t, ether(layers.EthernetTypeIPv4), ip, tc, gopacket.Payload(make([]byte, size)))
+}
+
+func tcp6(t testing.TB, src netip.Addr, sport uint16, dst netip.Addr, dport uint16, size int) []byte {
+	ip := &layers.IPv6{Version: 6, HopLimit: 61, TrafficClass: 0x28, NextHeader: layers.IPProtocolTCP,
+		SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	tc := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), SYN: true, Seq: 1, Window: 64240}
+	_ = tc.SetNetworkLayerForChecksum(ip)
+	return serialize(t, ether(layers.EthernetTypeIPv6), ip, tc, gopacket.Payload(make([]byte, size)))
+}
+
+func flow(src netip.Addr, sport uint16, dst netip.Addr, dport uint16) l4.Flow {
+	return l4.Flow{Src: src, Dst: dst, SrcPort: sport, DstPort: dport, Proto: 6}
+}
+
+// hostBits puts the low bits of hash into the host part of a prefix.
+func hostBits(p netip.Prefix, hash uint32) netip.Addr {
+	b := p.Addr().AsSlice()
+	host := uint32(0xffffffff)
+	if hb := len(b)*8 - p.Bits(); hb < 32 {
+		host = 1<<hb - 1
+	}
+	last := binary.BigEndian.Uint32(b[len(b)-4:])
+	binary.BigEndian.PutUint32(b[len(b)-4:], last&^host|hash&host)
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// ipip is the frame dsr-ipip makes of pkt (an IPv4 frame with l2 bytes of
+// Ethernet and tags) for backend be and flow hash h.
+func ipip(t *testing.T, pkt []byte, l2 int, be netip.Addr, h uint32) []byte {
+	inner := pkt[l2:]
+	outer := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, TOS: inner[1], Protocol: layers.IPProtocolIPv4,
+		Flags: layers.IPv4Flag(inner[6] >> 5 & 0x2), SrcIP: hostBits(encap4, h).AsSlice(), DstIP: be.AsSlice()}
+	frame := append([]byte(nil), pkt[:l2]...)
+	copy(frame[0:6], backendMAC(be))
+	copy(frame[6:12], lbMAC)
+	return append(frame, serialize(t, outer, gopacket.Payload(inner))...)
+}
+
+func ip6ip6(t *testing.T, pkt []byte, be netip.Addr, h uint32) []byte {
+	inner := pkt[14:]
+	outer := &layers.IPv6{Version: 6, HopLimit: 64, TrafficClass: 0x28, FlowLabel: h & 0xfffff,
+		NextHeader: layers.IPProtocolIPv6, SrcIP: hostBits(encap6, h).AsSlice(), DstIP: be.AsSlice()}
+	o := serialize(t, outer, gopacket.Payload(inner))
+	frame := append([]byte(nil), pkt[:14]...)
+	copy(frame[0:6], backendMAC(be))
+	copy(frame[6:12], lbMAC)
+	return append(frame, o...)
+}
+
+// backendOf is the backend the service's Maglev table gives the flow.
+func (p *lbPath) backendOf(t *testing.T, name string, f l4.Flow) netip.Addr {
+	t.Helper()
+	id, ids, ok := p.rec.IDs(name)
+	if !ok {
+		t.Fatalf("no service %s", name)
+	}
+	table, err := p.lb.Table(id)
+	must(t, err)
+	bid := table[l4.FlowHash(f, l4.Hash5Tuple)%uint32(len(table))]
+	for a, i := range ids {
+		if i == bid {
+			return a
+		}
+	}
+	t.Fatalf("slot names backend id %d, not one of %v", bid, ids)
+	return netip.Addr{}
+}
+
+func TestEncapsulationBytes(t *testing.T) {
+	p := loadLB(t)
+	must(t, p.rec.Set(service("web", vip4, 443, l4.ModeDSRIPIP, "10.1.0.11", "10.1.0.12", "10.1.0.13")))
+	must(t, p.rec.Set(service("web6", vip6, 443, l4.ModeDSRIPIP, "2001:db8:1::11", "2001:db8:1::12")))
+
+	f := flow(client4, 40001, vip4, 443)
+	pkt := tcp4(t, client4, 40001, vip4, 443, 100, true)
+	v, out := p.runOut(t, pkt)
+	expectFrame(t, "ipip", v, xdpTX, out, ipip(t, pkt, 14, p.backendOf(t, "web", f), l4.FlowHash(f, l4.Hash5Tuple)))
+
+	// Not DF, and inside one VLAN tag and two: the tags stay, the outer header follows them.
+	f = flow(client4, 40002, vip4, 443)
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 61, Protocol: layers.IPProtocolTCP, SrcIP: client4.AsSlice(), DstIP: vip4.AsSlice()}
+	tc := &layers.TCP{SrcPort: 40002, DstPort: 443, ACK: true}
+	_ = tc.SetNetworkLayerForChecksum(ip)
+	for tags := 1; tags <= 2; tags++ {
+		ls := []gopacket.SerializableLayer{ether(layers.EthernetTypeDot1Q)}
+		for i := range tags {
+			next := layers.EthernetTypeIPv4
+			if i+1 < tags {
+				next = layers.EthernetTypeDot1Q
+			}
+			ls = append(ls, &layers.Dot1Q{VLANIdentifier: uint16(100 + i), Type: next})
+		}
+		tagged := serialize(t, append(ls, ip, tc, payload())...)
+		v, out = p.runOut(t, tagged)
+		expectFrame(t, "ipip vlan", v, xdpTX, out, ipip(t, tagged, 14+4*tags, p.backendOf(t, "web", f), l4.FlowHash(f, l4.Hash5Tuple)))
+	}
+
+	f = flow(client6, 40003, vip6, 443)
+	pkt = tcp6(t, client6, 40003, vip6, 443, 100)
+	v, out = p.runOut(t, pkt)
+	expectFrame(t, "ip6ip6", v, xdpTX, out, ip6ip6(t, pkt, p.backendOf(t, "web6", f), l4.FlowHash(f, l4.Hash5Tuple)))
+
+	// dsr-l2: only the MACs change.
+	must(t, p.rec.Set(service("l2", vip4, 80, l4.ModeDSRL2, "10.1.0.21")))
+	pkt = tcp4(t, client4, 40004, vip4, 80, 10, false)
+	want := append([]byte(nil), pkt...)
+	copy(want[0:6], backendMAC(netip.MustParseAddr("10.1.0.21")))
+	copy(want[6:12], lbMAC)
+	v, out = p.runOut(t, pkt)
+	expectFrame(t, "dsr-l2", v, xdpTX, out, want)
+
+	// Another port, another VIP: the stack's.
+	for _, other := range [][]byte{tcp4(t, client4, 40005, vip4, 22, 10, false), tcp4(t, client4, 40005, client4, 443, 10, false)} {
+		v, out = p.runOut(t, other)
+		expectFrame(t, "not a service", v, xdpPass, out, other)
+	}
+}
+
+func TestPortZeroServiceTakesEveryPort(t *testing.T) {
+	p := loadLB(t)
+	must(t, p.rec.Set(service("all", vip4, 0, l4.ModeDSRL2, "10.1.0.31")))
+	must(t, p.rec.Set(service("ssh", vip4, 22, l4.ModeDSRL2, "10.1.0.32")))
+	for port, be := range map[uint16]string{22: "10.1.0.32", 443: "10.1.0.31", 8080: "10.1.0.31"} {
+		_, out := p.runOut(t, tcp4(t, client4, 40000, vip4, port, 10, false))
+		if got := net.HardwareAddr(out[0:6]); got.String() != backendMAC(netip.MustParseAddr(be)).String() {
+			t.Errorf("port %d went to %s, want %s's", port, got, be)
+		}
+	}
+}
+
+// findFlow returns a client port whose flow the predicate accepts.
+func findFlow(t *testing.T, accept func(l4.Flow) bool) (uint16, l4.Flow) {
+	t.Helper()
+	for port := uint16(50000); port < 60000; port++ {
+		if f := flow(client4, port, vip4, 443); accept(f) {
+			return port, f
+		}
+	}
+	t.Fatal("no flow found")
+	return 0, l4.Flow{}
+}
+
+func (p *lbPath) sentTo(t *testing.T, port uint16) netip.Addr {
+	t.Helper()
+	v, out := p.runOut(t, tcp4(t, client4, port, vip4, 443, 10, false))
+	if v != xdpTX || len(out) < 34 {
+		t.Fatalf("verdict %d, frame %x", v, out)
+	}
+	a, _ := netip.AddrFromSlice(out[30:34]) // the outer destination
+	return a
+}
+
+func TestConnectionTableKeepsFlowsAcrossChanges(t *testing.T) {
+	p := loadLB(t)
+	a, b, c := "10.1.0.11", "10.1.0.12", "10.1.0.13"
+	svc := service("web", vip4, 443, l4.ModeDSRIPIP, a, b)
+	must(t, p.rec.Set(svc))
+
+	// A flow on a, which a new table with c would send to c.
+	withC := service("web", vip4, 443, l4.ModeDSRIPIP, a, b, c)
+	tableNow := func(f l4.Flow) netip.Addr { return p.backendOf(t, "web", f) }
+	var moved []uint16
+	for port := uint16(10000); port < 10400; port++ {
+		if tableNow(flow(client4, port, vip4, 443)).String() == a {
+			moved = append(moved, port)
+		}
+	}
+	for _, port := range moved {
+		if got := p.sentTo(t, port); got.String() != a {
+			t.Fatalf("flow %d went to %s, want %s", port, got, a)
+		}
+	}
+	must(t, p.rec.Set(withC))
+	kept := 0
+	for _, port := range moved {
+		f := flow(client4, port, vip4, 443)
+		if tableNow(f).String() != a {
+			kept++
+			if got := p.sentTo(t, port); got.String() != a {
+				t.Errorf("established flow %d moved to %s after a backend was added", port, got)
+			}
+		}
+	}
+	if kept == 0 {
+		t.Fatal("no flow's slot moved: the test proves nothing")
+	}
+	// A new flow follows the new table.
+	port, f := findFlow(t, func(f l4.Flow) bool { return tableNow(f).String() == c })
+	if got := p.sentTo(t, port); got.String() != c {
+		t.Errorf("new flow %v went to %s, want %s", f, got, c)
+	}
+
+	// Drain a: its flows stay, new flows never reach it.
+	drained := withC
+	drained.Backends = append([]l4.Backend(nil), withC.Backends...)
+	drained.Backends[0].State = l4.Drain
+	must(t, p.rec.Set(drained))
+	if got := p.sentTo(t, moved[0]); got.String() != a {
+		t.Errorf("flow on a drained backend moved to %s", got)
+	}
+	for port := uint16(30000); port < 30200; port++ {
+		if got := p.sentTo(t, port); got.String() == a {
+			t.Fatalf("new flow %d went to the drained backend", port)
+		}
+	}
+
+	// Down: its flows rehash to the table.
+	down := drained
+	down.Backends = append([]l4.Backend(nil), drained.Backends...)
+	down.Backends[0].State = l4.Down
+	must(t, p.rec.Set(down))
+	if got := p.sentTo(t, moved[0]); got.String() == a {
+		t.Errorf("flow stayed on a backend that is down")
+	}
+
+	// Removing a backend breaks no flow of the others.
+	port, _ = findFlow(t, func(f l4.Flow) bool { return tableNow(f).String() == b })
+	if got := p.sentTo(t, port); got.String() != b {
+		t.Fatalf("flow went to %s, want %s", got, b)
+	}
+	must(t, p.rec.Set(service("web", vip4, 443, l4.ModeDSRIPIP, b, c)))
+	if got := p.sentTo(t, port); got.String() != b {
+		t.Errorf("removing a backend moved a flow of another to %s", got)
+	}
+}
+
+func TestNoBackendDrops(t *testing.T) {
+	p := loadLB(t)
+	svc := service("web", vip4, 443, l4.ModeDSRIPIP, "10.1.0.11")
+	svc.Backends[0].State = l4.Down
+	must(t, p.rec.Set(svc))
+	before, err := p.stats.Drops()
+	must(t, err)
+	pkt := tcp4(t, client4, 1, vip4, 443, 10, false)
+	v, out := p.runOut(t, pkt)
+	expectFrame(t, "no backend", v, xdpDrop, out, pkt)
+	after, err := p.stats.Drops()
+	must(t, err)
+	if after[maps.DropLBNoBackend].Packets != before[maps.DropLBNoBackend].Packets+1 {
+		t.Errorf("lb_no_backend drops %d → %d, want one more", before[maps.DropLBNoBackend].Packets, after[maps.DropLBNoBackend].Packets)
+	}
+}
+
+func TestUDPFlowsIdleOut(t *testing.T) {
+	p := loadLB(t)
+	svc := service("dns", vip4, 53, l4.ModeDSRL2, "10.1.0.41")
+	svc.Proto = l4.UDP
+	must(t, p.rec.Set(svc))
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: client4.AsSlice(), DstIP: vip4.AsSlice()}
+	u := &layers.UDP{SrcPort: 5353, DstPort: 53}
+	_ = u.SetNetworkLayerForChecksum(ip)
+	pkt := serialize(t, ether(layers.EthernetTypeIPv4), ip, u, payload())
+
+	misses := func() uint64 {
+		s, err := p.lb.FlowStats()
+		must(t, err)
+		return s.Misses
+	}
+	p.runOut(t, pkt)
+	m := misses()
+	p.runOut(t, pkt)
+	if misses() != m {
+		t.Fatalf("second packet of a fresh UDP flow missed the connection table")
+	}
+	must(t, p.lb.SetSettings(maps.LBSettings{EncapSrc4: encap4, UDPTimeout: time.Nanosecond}))
+	time.Sleep(time.Millisecond)
+	if v, _ := p.runOut(t, pkt); v != xdpTX || misses() != m+1 {
+		t.Errorf("an idle UDP flow kept its entry (verdict %d, misses %d → %d)", v, m, misses())
+	}
+}
+
+func TestCountersPerServiceAndBackend(t *testing.T) {
+	p := loadLB(t)
+	must(t, p.rec.Set(service("web", vip4, 443, l4.ModeDSRL2, "10.1.0.11")))
+	pkt := tcp4(t, client4, 1000, vip4, 443, 10, false)
+	for range 3 {
+		p.runOut(t, pkt)
+	}
+	p.runOut(t, tcp4(t, client4, 1001, vip4, 443, 10, false))
+	id, ids, _ := p.rec.IDs("web")
+	sc, err := p.lb.ServiceStats(id)
+	must(t, err)
+	bc, err := p.lb.BackendStats(ids[netip.MustParseAddr("10.1.0.11")])
+	must(t, err)
+	want := maps.LBCounter{Packets: 4, Bytes: uint64(4 * len(pkt)), NewFlows: 2}
+	if sc != want || bc != want {
+		t.Errorf("service counted %+v, backend %+v, want %+v", sc, bc, want)
+	}
+	n, err := p.lb.Flows()
+	must(t, err)
+	if n != 2 {
+		t.Errorf("connection table holds %d flows, want 2", n)
+	}
+}
+
+func TestEchoRepliesForVIPs(t *testing.T) {
+	p := loadLB(t)
+	must(t, p.rec.Set(service("web", vip4, 443, l4.ModeDSRIPIP, "10.1.0.11")))
+	must(t, p.rec.Set(service("web6", vip6, 443, l4.ModeDSRIPIP, "2001:db8:1::11")))
+
+	echo4 := func(src, dst netip.Addr, typ uint8, ttl uint8, swap bool) []byte {
+		ip := &layers.IPv4{Version: 4, IHL: 5, TTL: ttl, Id: 9, Protocol: layers.IPProtocolICMPv4, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+		e := ether(layers.EthernetTypeIPv4)
+		if swap {
+			e = &layers.Ethernet{SrcMAC: dstMAC, DstMAC: srcMAC, EthernetType: layers.EthernetTypeIPv4}
+		}
+		return serialize(t, e, ip, &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(typ, 0), Id: 77, Seq: 3}, payload())
+	}
+	v, out := p.runOut(t, echo4(client4, vip4, layers.ICMPv4TypeEchoRequest, 55, false))
+	expectFrame(t, "echo", v, xdpTX, out, echo4(vip4, client4, layers.ICMPv4TypeEchoReply, 64, true))
+
+	echo6 := func(src, dst netip.Addr, typ uint8, hop uint8, swap bool) []byte {
+		ip := &layers.IPv6{Version: 6, HopLimit: hop, NextHeader: layers.IPProtocolICMPv6, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+		ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(typ, 0)}
+		_ = ic.SetNetworkLayerForChecksum(ip)
+		e := ether(layers.EthernetTypeIPv6)
+		if swap {
+			e = &layers.Ethernet{SrcMAC: dstMAC, DstMAC: srcMAC, EthernetType: layers.EthernetTypeIPv6}
+		}
+		return serialize(t, e, ip, ic, &layers.ICMPv6Echo{Identifier: 77, SeqNumber: 3}, payload())
+	}
+	v, out = p.runOut(t, echo6(client6, vip6, layers.ICMPv6TypeEchoRequest, 55, false))
+	expectFrame(t, "echo6", v, xdpTX, out, echo6(vip6, client6, layers.ICMPv6TypeEchoReply, 64, true))
+
+	// Not a VIP: the stack answers, or not.
+	other := echo4(client4, netip.MustParseAddr("203.0.113.99"), layers.ICMPv4TypeEchoRequest, 55, false)
+	v, out = p.runOut(t, other)
+	expectFrame(t, "echo to another address", v, xdpPass, out, other)
+}
+
+func TestTooBigForTheTunnelAnswersICMP(t *testing.T) {
+	p := loadLB(t)
+	must(t, p.rec.Set(service("web", vip4, 443, l4.ModeDSRIPIP, "10.1.0.11")))
+	must(t, p.rec.Set(service("web6", vip6, 443, l4.ModeDSRIPIP, "2001:db8:1::11")))
+	must(t, p.lb.SetIface(loIfindex, lbMAC, 1400))
+
+	// 1400 bytes of IPv4 need 1420 in the tunnel: DF gets "fragmentation needed", MTU 1380.
+	pkt := tcp4(t, client4, 2000, vip4, 443, 1400-40, true)
+	quote := pkt[14 : 14+20+8]
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: vip4.AsSlice(), DstIP: client4.AsSlice()}
+	icmp := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeFragmentationNeeded),
+		Seq: 1380}
+	want := serialize(t, &layers.Ethernet{SrcMAC: dstMAC, DstMAC: srcMAC, EthernetType: layers.EthernetTypeIPv4}, ip, icmp, gopacket.Payload(quote))
+	v, out := p.runOut(t, pkt)
+	expectFrame(t, "frag needed", v, xdpTX, out, want)
+
+	// Without DF it cannot be sent whole, and XDP cannot fragment.
+	pkt = tcp4(t, client4, 2001, vip4, 443, 1400-40, false)
+	v, _ = p.runOut(t, pkt)
+	if v != xdpDrop {
+		t.Errorf("oversized non-DF packet: verdict %d, want drop", v)
+	}
+	// One byte less fits.
+	pkt = tcp4(t, client4, 2002, vip4, 443, 1400-41, true)
+	if v, _ = p.runOut(t, pkt); v != xdpTX {
+		t.Errorf("packet that fits: verdict %d, want tx", v)
+	}
+
+	// IPv6: 1361 + 40 > 1400 → packet too big, MTU 1360.
+	pkt = tcp6(t, client6, 2003, vip6, 443, 1361-60)
+	ip6 := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolICMPv6, SrcIP: vip6.AsSlice(), DstIP: client6.AsSlice()}
+	ic6 := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypePacketTooBig, 0)}
+	_ = ic6.SetNetworkLayerForChecksum(ip6)
+	body := binary.BigEndian.AppendUint32(nil, 1360)
+	want = serialize(t, &layers.Ethernet{SrcMAC: dstMAC, DstMAC: srcMAC, EthernetType: layers.EthernetTypeIPv6}, ip6, ic6,
+		gopacket.Payload(append(body, pkt[14:14+48]...)))
+	v, out = p.runOut(t, pkt)
+	expectFrame(t, "packet too big", v, xdpTX, out, want)
+}
+
+func TestICMPErrorsGoToTheFlowsBackend(t *testing.T) {
+	p := loadLB(t)
+	must(t, p.rec.Set(service("web", vip4, 443, l4.ModeDSRIPIP, "10.1.0.11", "10.1.0.12", "10.1.0.13")))
+	f := flow(client4, 45000, vip4, 443)
+	owner := p.sentTo(t, 45000)
+	if owner != p.backendOf(t, "web", f) {
+		t.Fatalf("flow went to %s, table says %s", owner, p.backendOf(t, "web", f))
+	}
+	// A router on the way back to the client could not forward the
+	// backend's reply (VIP:443 → client:45000) and tells the VIP.
+	reply := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: vip4.AsSlice(), DstIP: client4.AsSlice(),
+		Length: 1500}
+	rt := &layers.TCP{SrcPort: 443, DstPort: 45000, ACK: true}
+	_ = rt.SetNetworkLayerForChecksum(reply)
+	rb := serialize(t, reply, rt)
+	router := netip.MustParseAddr("198.51.100.1")
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: router.AsSlice(), DstIP: vip4.AsSlice()}
+	pkt := serialize(t, ether(layers.EthernetTypeIPv4), ip,
+		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeFragmentationNeeded), Seq: 1400},
+		gopacket.Payload(rb[:28]))
+	flowsBefore, err := p.lb.Flows()
+	must(t, err)
+	v, out := p.runOut(t, pkt)
+	expectFrame(t, "icmp error", v, xdpTX, out, ipip(t, pkt, 14, owner, l4.FlowHash(f, l4.Hash5Tuple)))
+	if n, _ := p.lb.Flows(); n != flowsBefore {
+		t.Errorf("an ICMP error made a connection-table entry (%d → %d)", flowsBefore, n)
+	}
+	if s, _ := p.lb.FlowStats(); s.ICMPRouted != 1 {
+		t.Errorf("icmp_routed = %d, want 1", s.ICMPRouted)
+	}
+}
+
+func TestACLRunsBeforeServices(t *testing.T) {
+	p := loadLB(t)
+	must(t, p.rec.Set(service("web", vip4, 443, l4.ModeDSRIPIP, "10.1.0.11")))
+	must(t, p.policy.SetPolicy(maps.Policy{Mode: maps.PolicyDeny, DenyLists: 1}))
+	p.lists(t, 0, client4.String()+"/32")
+	pkt := tcp4(t, client4, 1, vip4, 443, 10, false)
+	v, out := p.runOut(t, pkt)
+	expectFrame(t, "denied client to a VIP", v, xdpDrop, out, pkt)
+}
+
+func TestDecapRestoresTheClientsPacket(t *testing.T) {
+	p := loadLB(t)
+	must(t, p.rec.Set(service("web", vip4, 443, l4.ModeDSRIPIP, "10.1.0.11")))
+	must(t, p.rec.Set(service("web6", vip6, 443, l4.ModeDSRIPIP, "2001:db8:1::11")))
+	var objs bpf.DecapObjects
+	must(t, bpf.LoadDecapObjects(&objs, nil))
+	defer objs.Close()
+	decap := func(pkt []byte) (int, []byte) {
+		opts := &ebpf.RunOptions{Data: pkt, DataOut: make([]byte, len(pkt)+256)}
+		ret, err := objs.SluiceDecap.Run(opts)
+		must(t, err)
+		return int(ret), opts.DataOut
+	}
+	vipKey := func(a netip.Addr) bpf.XDPSvcKey {
+		k := bpf.XDPSvcKey{Family: 6}
+		if a.Is4() {
+			k.Family = 4
+			b := a.As4()
+			copy(k.Addr[:], b[:])
+		} else {
+			k.Addr = a.As16()
+		}
+		return k
+	}
+	must(t, objs.DecapVips.Put(vipKey(vip4), uint32(1)))
+
+	for _, pkt := range [][]byte{tcp4(t, client4, 3000, vip4, 443, 50, true), tcp6(t, client6, 3000, vip6, 443, 50)} {
+		v, tunnelled := p.runOut(t, pkt)
+		if v != xdpTX {
+			t.Fatalf("encap verdict %d", v)
+		}
+		want := append(append([]byte(nil), tunnelled[:14]...), pkt[14:]...)
+		dv, out := decap(tunnelled)
+		if pkt[12] == 0x86 {
+			// vip6 is not local yet: passed untouched.
+			expectFrame(t, "decap not local", dv, xdpPass, out, tunnelled)
+			must(t, objs.DecapVips.Put(vipKey(vip6), uint32(1)))
+			dv, out = decap(tunnelled)
+		}
+		expectFrame(t, "decap", dv, xdpPass, out, want)
+	}
+	// Not a tunnel: untouched.
+	plain := tcp4(t, client4, 3001, vip4, 443, 10, false)
+	dv, out := decap(plain)
+	expectFrame(t, "plain", dv, xdpPass, out, plain)
+}

@@ -1,0 +1,352 @@
+package maps
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/sluicelb/sluice/bpf"
+)
+
+// NoBackend marks a Maglev slot that names no backend (NO_BACKEND in C).
+const NoBackend = ^uint32(0)
+
+// Protocol numbers of the service keys.
+const (
+	ProtoTCP uint8 = 6
+	ProtoUDP uint8 = 17
+)
+
+// ServiceKey is what the datapath looks a service up by.
+type ServiceKey struct {
+	VIP   netip.Addr
+	Port  uint16 // 0: every port
+	Proto uint8  // ProtoTCP or ProtoUDP
+}
+
+// ServiceEntry is a service as the datapath sees it.
+type ServiceEntry struct {
+	ID        uint32 // its Maglev table and counters
+	TableSize uint32
+	Mode      bpf.XDPLbMode
+	Hash      bpf.XDPLbHash
+}
+
+// BackendEntry is one backend of one service.
+type BackendEntry struct {
+	Addr    netip.Addr
+	MAC     net.HardwareAddr // the next hop towards it
+	Ifindex uint32           // egress; 0: the ingress interface
+	Service uint32           // the id of its service
+	Down    bool             // its flows rehash
+}
+
+// LBSettings are the L4 stage's global settings.
+type LBSettings struct {
+	UDPTimeout time.Duration // idle UDP flows rehash after this; 0: never
+	EncapSrc4  netip.Prefix  // outer IPIP sources; the flow hash fills the host bits
+	EncapSrc6  netip.Prefix  // outer IP6IP6 sources
+}
+
+// LBCounter counts a service's or a backend's traffic, summed over CPUs.
+type LBCounter struct {
+	Packets  uint64 `json:"packets"`
+	Bytes    uint64 `json:"bytes"`
+	NewFlows uint64 `json:"new_flows"`
+}
+
+// FlowStats are the connection table's counters, summed over CPUs.
+type FlowStats struct {
+	Hits        uint64 `json:"hits"`
+	Misses      uint64 `json:"misses"`
+	ICMPRouted  uint64 `json:"icmp_routed"`
+	EchoReplies uint64 `json:"echo_replies"`
+	TooBig      uint64 `json:"too_big"`
+}
+
+// LB is the L4 datapath's maps.
+type LB struct {
+	services, vips, maglev, backends, flows, settings, ifaces, txPorts *ebpf.Map
+	statsSvc, statsBackend, statsFlows                                 *ebpf.Map
+	innerSpec                                                          *ebpf.MapSpec
+}
+
+// LB returns the L4 maps of the datapath.
+func (d *Datapath) LB() *LB {
+	o := &d.objs
+	return &LB{services: o.LbServices, vips: o.LbVips, maglev: o.LbMaglev, backends: o.LbBackends,
+		flows: o.LbFlows, settings: o.LbConfig, ifaces: o.LbIfaces, txPorts: o.LbTxPorts,
+		statsSvc: o.StatsSvc, statsBackend: o.StatsBackend, statsFlows: o.StatsFlows, innerSpec: d.innerSpec}
+}
+
+// NewLB wraps the L4 maps of loaded XDP objects (tests and tools that load
+// the program themselves).
+func NewLB(o *bpf.XDPObjects) (*LB, error) {
+	spec, err := bpf.LoadXDP()
+	if err != nil {
+		return nil, err
+	}
+	return &LB{services: o.LbServices, vips: o.LbVips, maglev: o.LbMaglev, backends: o.LbBackends,
+		flows: o.LbFlows, settings: o.LbConfig, ifaces: o.LbIfaces, txPorts: o.LbTxPorts,
+		statsSvc: o.StatsSvc, statsBackend: o.StatsBackend, statsFlows: o.StatsFlows,
+		innerSpec: spec.Maps[bpf.XDPMapLbMaglev].InnerMap}, nil
+}
+
+func be16(v uint16) uint16 { return v>>8 | v<<8 }
+
+func addr16(a netip.Addr) (out [16]byte, family uint8) {
+	if a.Is4() {
+		b := a.As4()
+		copy(out[:], b[:])
+		return out, 4
+	}
+	return a.As16(), 6
+}
+
+func addrFrom(b [16]byte, family uint8) netip.Addr {
+	if family == 4 {
+		return netip.AddrFrom4([4]byte(b[:4]))
+	}
+	return netip.AddrFrom16(b)
+}
+
+func (k ServiceKey) raw() bpf.XDPSvcKey {
+	a, fam := addr16(k.VIP)
+	return bpf.XDPSvcKey{Addr: a, Port: be16(k.Port), Proto: k.Proto, Family: fam}
+}
+
+// PutService creates or replaces a service entry. Its Maglev table must be
+// in place first, or its packets are dropped as having no backend.
+func (l *LB) PutService(k ServiceKey, e ServiceEntry) error {
+	v := bpf.XDPSvcInfo{Id: e.ID, TableSize: e.TableSize, Mode: uint8(e.Mode), Hash: uint8(e.Hash)}
+	if err := l.services.Put(k.raw(), v); err != nil {
+		return fmt.Errorf("put service %v: %w", k, err)
+	}
+	return nil
+}
+
+// DeleteService removes a service entry; an absent one is not an error.
+func (l *LB) DeleteService(k ServiceKey) error {
+	if err := l.services.Delete(k.raw()); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete service %v: %w", k, err)
+	}
+	return nil
+}
+
+// Services reads every service entry.
+func (l *LB) Services() (map[ServiceKey]ServiceEntry, error) {
+	out := map[ServiceKey]ServiceEntry{}
+	var k bpf.XDPSvcKey
+	var v bpf.XDPSvcInfo
+	it := l.services.Iterate()
+	for it.Next(&k, &v) {
+		out[ServiceKey{VIP: addrFrom(k.Addr, k.Family), Port: be16(k.Port), Proto: k.Proto}] =
+			ServiceEntry{ID: v.Id, TableSize: v.TableSize, Mode: bpf.XDPLbMode(v.Mode), Hash: bpf.XDPLbHash(v.Hash)}
+	}
+	return out, it.Err()
+}
+
+// PutVIP marks an address as a VIP (echo requests to it are answered).
+func (l *LB) PutVIP(a netip.Addr) error {
+	return l.vips.Put(ServiceKey{VIP: a}.raw(), uint32(1))
+}
+
+// DeleteVIP unmarks a VIP; an absent one is not an error.
+func (l *LB) DeleteVIP(a netip.Addr) error {
+	if err := l.vips.Delete(ServiceKey{VIP: a}.raw()); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	return nil
+}
+
+// PutBackend writes backend id.
+func (l *LB) PutBackend(id uint32, b BackendEntry) error {
+	a, fam := addr16(b.Addr)
+	v := bpf.XDPBackendInfo{Addr: a, Family: fam, Ifindex: b.Ifindex, Svc: b.Service}
+	copy(v.Mac[:], b.MAC)
+	if b.Down {
+		v.Flags |= uint8(bpf.XDPBackendFlagBACKEND_F_DOWN)
+	}
+	if err := l.backends.Put(id, v); err != nil {
+		return fmt.Errorf("put backend %d (%s): %w", id, b.Addr, err)
+	}
+	return nil
+}
+
+// ClearBackend frees backend id: flows that still name it rehash.
+func (l *LB) ClearBackend(id uint32) error {
+	if err := l.backends.Put(id, bpf.XDPBackendInfo{}); err != nil {
+		return fmt.Errorf("clear backend %d: %w", id, err)
+	}
+	return nil
+}
+
+// Backends reads every backend in use, by id.
+func (l *LB) Backends() (map[uint32]BackendEntry, error) {
+	out := map[uint32]BackendEntry{}
+	var id uint32
+	var v bpf.XDPBackendInfo
+	it := l.backends.Iterate()
+	for it.Next(&id, &v) {
+		if v.Family == 0 {
+			continue
+		}
+		out[id] = BackendEntry{Addr: addrFrom(v.Addr, v.Family), MAC: net.HardwareAddr(v.Mac[:]),
+			Ifindex: v.Ifindex, Service: v.Svc, Down: v.Flags&uint8(bpf.XDPBackendFlagBACKEND_F_DOWN) != 0}
+	}
+	return out, it.Err()
+}
+
+// SwapTable gives service id a new Maglev table of backend ids: a new inner
+// map is filled first and then replaces the old one in a single update, so
+// a packet sees the old table or the new one, never a mix.
+func (l *LB) SwapTable(svc uint32, table []uint32) error {
+	spec := l.innerSpec.Copy()
+	spec.MaxEntries = uint32(len(table))
+	spec.Name = fmt.Sprintf("maglev_%d", svc)
+	inner, err := ebpf.NewMap(spec)
+	if err != nil {
+		return fmt.Errorf("create maglev table of service %d: %w", svc, err)
+	}
+	defer inner.Close()
+	keys := make([]uint32, len(table))
+	for i := range keys {
+		keys[i] = uint32(i)
+	}
+	if _, err := inner.BatchUpdate(keys, table, nil); err != nil {
+		return fmt.Errorf("fill maglev table of service %d: %w", svc, err)
+	}
+	if err := l.maglev.Put(svc, inner); err != nil {
+		return fmt.Errorf("swap maglev table of service %d: %w", svc, err)
+	}
+	return nil
+}
+
+// Table reads service id's Maglev table.
+func (l *LB) Table(svc uint32) ([]uint32, error) {
+	var inner *ebpf.Map
+	if err := l.maglev.Lookup(svc, &inner); err != nil {
+		return nil, fmt.Errorf("maglev table of service %d: %w", svc, err)
+	}
+	defer inner.Close()
+	out := make([]uint32, inner.MaxEntries())
+	for i := range out {
+		if err := inner.Lookup(uint32(i), &out[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// DeleteTable removes service id's Maglev table; an absent one is not an error.
+func (l *LB) DeleteTable(svc uint32) error {
+	if err := l.maglev.Delete(svc); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete maglev table of service %d: %w", svc, err)
+	}
+	return nil
+}
+
+// SetSettings writes the global L4 settings.
+func (l *LB) SetSettings(s LBSettings) error {
+	v := bpf.XDPLbSettings{UdpTimeoutNs: uint64(s.UDPTimeout)}
+	if s.EncapSrc4.IsValid() {
+		if !s.EncapSrc4.Addr().Is4() {
+			return fmt.Errorf("encap source %s is not IPv4", s.EncapSrc4)
+		}
+		v.EncapSrc4 = s.EncapSrc4.Masked().Addr().As4()
+		v.EncapSrc4Bits = uint8(s.EncapSrc4.Bits())
+	}
+	if s.EncapSrc6.IsValid() {
+		if !s.EncapSrc6.Addr().Is6() || s.EncapSrc6.Addr().Is4In6() {
+			return fmt.Errorf("encap source %s is not IPv6", s.EncapSrc6)
+		}
+		v.EncapSrc6 = s.EncapSrc6.Masked().Addr().As16()
+		v.EncapSrc6Bits = uint8(s.EncapSrc6.Bits())
+	}
+	return l.settings.Put(uint32(0), v)
+}
+
+// SetIface records an interface's MAC and MTU (the source MAC of forwarded
+// frames, and the size past which the datapath answers "too big"), and lets
+// the datapath redirect to it.
+func (l *LB) SetIface(ifindex int, mac net.HardwareAddr, mtu int) error {
+	v := bpf.XDPLbIface{Mtu: uint16(min(mtu, 0xffff))}
+	copy(v.Mac[:], mac)
+	if err := l.ifaces.Put(IfindexSlot(ifindex), v); err != nil {
+		return fmt.Errorf("record interface %d: %w", ifindex, err)
+	}
+	if err := l.txPorts.Put(uint32(ifindex), uint32(ifindex)); err != nil {
+		return fmt.Errorf("add interface %d to the redirect map: %w", ifindex, err)
+	}
+	return nil
+}
+
+func sumLB(vs []bpf.XDPLbCounter) LBCounter {
+	var c LBCounter
+	for _, v := range vs {
+		c.Packets += v.Packets
+		c.Bytes += v.Bytes
+		c.NewFlows += v.NewFlows
+	}
+	return c
+}
+
+// ServiceStats returns service id's counters.
+func (l *LB) ServiceStats(id uint32) (LBCounter, error) {
+	var vs []bpf.XDPLbCounter
+	err := l.statsSvc.Lookup(id, &vs)
+	return sumLB(vs), err
+}
+
+// BackendStats returns backend id's counters.
+func (l *LB) BackendStats(id uint32) (LBCounter, error) {
+	var vs []bpf.XDPLbCounter
+	err := l.statsBackend.Lookup(id, &vs)
+	return sumLB(vs), err
+}
+
+// ResetBackendStats zeroes backend id's counters, for an id given to a new backend.
+func (l *LB) ResetBackendStats(id uint32) error {
+	zero := make([]bpf.XDPLbCounter, ebpf.MustPossibleCPU())
+	return l.statsBackend.Put(id, zero)
+}
+
+// ResetServiceStats zeroes service id's counters, for an id given to a new service.
+func (l *LB) ResetServiceStats(id uint32) error {
+	zero := make([]bpf.XDPLbCounter, ebpf.MustPossibleCPU())
+	return l.statsSvc.Put(id, zero)
+}
+
+// FlowStats returns the connection table's counters.
+func (l *LB) FlowStats() (FlowStats, error) {
+	var vs []bpf.XDPLbFlowStats
+	var s FlowStats
+	if err := l.statsFlows.Lookup(uint32(0), &vs); err != nil {
+		return s, err
+	}
+	for _, v := range vs {
+		s.Hits += v.Hits
+		s.Misses += v.Misses
+		s.ICMPRouted += v.IcmpRouted
+		s.EchoReplies += v.EchoReplies
+		s.TooBig += v.TooBig
+	}
+	return s, nil
+}
+
+// Flows counts the connection table's entries (a walk of the table: call it
+// at scrape intervals, not per packet).
+func (l *LB) Flows() (int, error) {
+	var k bpf.XDPFlowKey
+	var v bpf.XDPFlowState
+	n := 0
+	it := l.flows.Iterate()
+	for it.Next(&k, &v) {
+		n++
+	}
+	return n, it.Err()
+}
