@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/sluicelb/sluice/bpf"
 	"github.com/sluicelb/sluice/maps"
@@ -52,6 +53,7 @@ type applied struct {
 	id       uint32
 	backends map[netip.Addr]uint32 // backend address → backend id
 	stale    []uint32              // adopted backend ids the service no longer has
+	hops     []NextHop             // by backend index; no MAC: unresolved
 }
 
 // Reconciler keeps the L4 maps equal to the desired services. Ids outlive
@@ -70,6 +72,10 @@ type Reconciler struct {
 	adoptBackend map[uint32]map[netip.Addr]uint32 // service id → address → backend id
 
 	svcIDs, backendIDs idPool
+
+	// OnUnresolved hears of a backend left without a next hop; it takes no
+	// new flows until Refresh finds one.
+	OnUnresolved func(service string, backend netip.Addr, err error)
 }
 
 // idPool hands out ids, reusing freed ones last (first in, first out), so a
@@ -190,8 +196,17 @@ func (r *Reconciler) IDs(name string) (uint32, map[netip.Addr]uint32, bool) {
 // entry; only then are removed backends freed, and their flows rehash.
 func (r *Reconciler) Set(s Service) error {
 	s.Normalize()
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	hops := r.resolveWait(&s)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.set(s, hops)
+}
+
+// set applies s with the given next hops; r.mu is held.
+func (r *Reconciler) set(s Service, hops []NextHop) error {
 	others := make([]Service, 0, len(r.byName)+1)
 	for name, a := range r.byName {
 		if name != s.Name {
@@ -200,14 +215,6 @@ func (r *Reconciler) Set(s Service) error {
 	}
 	if err := ValidateSet(append(others, s)); err != nil {
 		return err
-	}
-	hops := make([]NextHop, len(s.Backends))
-	for i, b := range s.Backends {
-		h, err := r.resolve(b.Addr)
-		if err != nil {
-			return fmt.Errorf("service %s: backend %s: %w", s.Name, b.Addr, err)
-		}
-		hops[i] = h
 	}
 
 	old := r.byName[s.Name]
@@ -253,8 +260,88 @@ func (r *Reconciler) Set(s Service) error {
 	}
 	r.vipRefs[s.VIP]++
 	a.svc = s
+	a.hops = hops
 	r.byName[s.Name] = a
 	return nil
+}
+
+// ResolveWait bounds how long Set waits for new backends' neighbours to
+// answer, so that a fresh service takes flows at once.
+var ResolveWait = time.Second
+
+func (r *Reconciler) resolveWait(s *Service) []NextHop {
+	deadline := time.Now().Add(ResolveWait)
+	for {
+		hops, missing := r.resolveAll(s)
+		if missing == nil || time.Now().After(deadline) {
+			for addr, err := range missing {
+				if r.OnUnresolved != nil {
+					r.OnUnresolved(s.Name, addr, err)
+				}
+			}
+			return hops
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// resolveAll finds each backend's next hop. A backend without one (no route,
+// no neighbour answer yet) stays out of the table until Refresh finds it:
+// frames to an unknown MAC would be lost.
+func (r *Reconciler) resolveAll(s *Service) ([]NextHop, map[netip.Addr]error) {
+	hops := make([]NextHop, len(s.Backends))
+	var missing map[netip.Addr]error
+	for i, b := range s.Backends {
+		if b.State == Down {
+			continue
+		}
+		h, err := r.resolve(b.Addr)
+		if err != nil {
+			if missing == nil {
+				missing = map[netip.Addr]error{}
+			}
+			missing[b.Addr] = err
+			continue
+		}
+		hops[i] = h
+	}
+	return hops, missing
+}
+
+// Refresh resolves every backend again and rewrites the services whose next
+// hops changed (a neighbour answered, a MAC or a route moved). The daemon
+// calls it periodically. Resolving happens outside the lock; a service
+// changed meanwhile is left to its new version.
+func (r *Reconciler) Refresh() error {
+	r.mu.Lock()
+	snap := make([]*applied, 0, len(r.byName))
+	for _, a := range r.byName {
+		snap = append(snap, a)
+	}
+	r.mu.Unlock()
+	type change struct {
+		a    *applied
+		hops []NextHop
+	}
+	var changed []change
+	for _, a := range snap {
+		hops, _ := r.resolveAll(&a.svc)
+		for i := range hops {
+			if hops[i].MAC.String() != a.hops[i].MAC.String() || hops[i].Ifindex != a.hops[i].Ifindex {
+				changed = append(changed, change{a, hops})
+				break
+			}
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []error
+	for _, c := range changed {
+		if r.byName[c.a.svc.Name] == c.a {
+			errs = append(errs, r.set(c.a.svc, c.hops))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // claimIDs finds the ids of the service and of each backend: kept from the
@@ -324,16 +411,21 @@ func (r *Reconciler) write(s *Service, a *applied, hops []NextHop, k maps.Servic
 			}
 		}
 		e := maps.BackendEntry{Addr: b.Addr, MAC: hops[i].MAC, Ifindex: uint32(hops[i].Ifindex),
-			Service: a.id, Down: b.State == Down}
+			Service: a.id, Down: b.State == Down || hops[i].MAC == nil}
 		if err := r.dp.PutBackend(id, e); err != nil {
 			return err
 		}
 	}
-	idx, err := BuildTable(s.MaglevBackends(), s.TableSize)
+	var active []MaglevBackend
+	for i, b := range s.Backends {
+		if (b.State == Active || b.State == "") && hops[i].MAC != nil {
+			active = append(active, MaglevBackend{Addr: b.Addr, Weight: b.Weight})
+		}
+	}
+	idx, err := BuildTable(active, s.TableSize)
 	if err != nil {
 		return err
 	}
-	active := s.MaglevBackends()
 	table := make([]uint32, len(idx))
 	for i, j := range idx {
 		table[i] = maps.NoBackend

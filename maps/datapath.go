@@ -18,6 +18,8 @@ type DatapathOptions struct {
 	PinDir string
 	// ACLMaxEntries is the capacity of each ACL trie; 0 keeps the compiled default.
 	ACLMaxEntries uint32
+	// FlowTableSize is the capacity of the connection table; 0 keeps the compiled default.
+	FlowTableSize uint32
 }
 
 // Datapath is the loaded XDP program and its pinned maps.
@@ -43,6 +45,9 @@ func OpenDatapath(opts DatapathOptions) (*Datapath, error) {
 		for _, name := range []string{bpf.XDPMapAclV4, bpf.XDPMapAclV6, bpf.XDPMapAclV4Host, bpf.XDPMapAclV6Host} {
 			spec.Maps[name].MaxEntries = opts.ACLMaxEntries
 		}
+	}
+	if opts.FlowTableSize > 0 {
+		spec.Maps[bpf.XDPMapLbFlows].MaxEntries = opts.FlowTableSize
 	}
 	pinDir := filepath.Join(opts.PinDir, "maps")
 	if err := os.MkdirAll(pinDir, 0o700); err != nil {

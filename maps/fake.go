@@ -132,3 +132,102 @@ var (
 	_ PolicyMap = (*FakePolicy)(nil)
 	_ Stats     = (*FakeStats)(nil)
 )
+
+// FakeLB is an in-memory L4 datapath (the methods of maps.LB the reconciler
+// and the API use).
+type FakeLB struct {
+	mu          sync.Mutex
+	ServicesMap map[ServiceKey]ServiceEntry
+	VIPs        map[netip.Addr]bool
+	BackendMap  map[uint32]BackendEntry
+	Tables      map[uint32][]uint32
+	SvcCounters map[uint32]LBCounter
+	BeCounters  map[uint32]LBCounter
+}
+
+// NewFakeLB returns an empty FakeLB.
+func NewFakeLB() *FakeLB {
+	return &FakeLB{ServicesMap: map[ServiceKey]ServiceEntry{}, VIPs: map[netip.Addr]bool{},
+		BackendMap: map[uint32]BackendEntry{}, Tables: map[uint32][]uint32{},
+		SvcCounters: map[uint32]LBCounter{}, BeCounters: map[uint32]LBCounter{}}
+}
+
+func (f *FakeLB) lock() func() { f.mu.Lock(); return f.mu.Unlock }
+
+// PutService implements the L4 datapath.
+func (f *FakeLB) PutService(k ServiceKey, e ServiceEntry) error {
+	defer f.lock()()
+	f.ServicesMap[k] = e
+	return nil
+}
+
+// DeleteService implements the L4 datapath.
+func (f *FakeLB) DeleteService(k ServiceKey) error {
+	defer f.lock()()
+	delete(f.ServicesMap, k)
+	return nil
+}
+
+// Services implements the L4 datapath.
+func (f *FakeLB) Services() (map[ServiceKey]ServiceEntry, error) {
+	defer f.lock()()
+	out := make(map[ServiceKey]ServiceEntry, len(f.ServicesMap))
+	for k, v := range f.ServicesMap {
+		out[k] = v
+	}
+	return out, nil
+}
+
+// PutVIP implements the L4 datapath.
+func (f *FakeLB) PutVIP(a netip.Addr) error { defer f.lock()(); f.VIPs[a] = true; return nil }
+
+// DeleteVIP implements the L4 datapath.
+func (f *FakeLB) DeleteVIP(a netip.Addr) error { defer f.lock()(); delete(f.VIPs, a); return nil }
+
+// PutBackend implements the L4 datapath.
+func (f *FakeLB) PutBackend(id uint32, b BackendEntry) error {
+	defer f.lock()()
+	f.BackendMap[id] = b
+	return nil
+}
+
+// ClearBackend implements the L4 datapath.
+func (f *FakeLB) ClearBackend(id uint32) error { defer f.lock()(); delete(f.BackendMap, id); return nil }
+
+// Backends implements the L4 datapath.
+func (f *FakeLB) Backends() (map[uint32]BackendEntry, error) {
+	defer f.lock()()
+	out := make(map[uint32]BackendEntry, len(f.BackendMap))
+	for k, v := range f.BackendMap {
+		out[k] = v
+	}
+	return out, nil
+}
+
+// SwapTable implements the L4 datapath.
+func (f *FakeLB) SwapTable(svc uint32, table []uint32) error {
+	defer f.lock()()
+	f.Tables[svc] = append([]uint32(nil), table...)
+	return nil
+}
+
+// DeleteTable implements the L4 datapath.
+func (f *FakeLB) DeleteTable(svc uint32) error { defer f.lock()(); delete(f.Tables, svc); return nil }
+
+// ResetServiceStats implements the L4 datapath.
+func (f *FakeLB) ResetServiceStats(id uint32) error { defer f.lock()(); delete(f.SvcCounters, id); return nil }
+
+// ResetBackendStats implements the L4 datapath.
+func (f *FakeLB) ResetBackendStats(id uint32) error { defer f.lock()(); delete(f.BeCounters, id); return nil }
+
+// ServiceStats implements the L4 counters.
+func (f *FakeLB) ServiceStats(id uint32) (LBCounter, error) { defer f.lock()(); return f.SvcCounters[id], nil }
+
+// BackendStats implements the L4 counters.
+func (f *FakeLB) BackendStats(id uint32) (LBCounter, error) { defer f.lock()(); return f.BeCounters[id], nil }
+
+// FlowStats implements the L4 counters.
+func (f *FakeLB) FlowStats() (FlowStats, error) { return FlowStats{}, nil }
+
+// Flows implements the L4 counters.
+func (f *FakeLB) Flows() (int, error) { return 0, nil }

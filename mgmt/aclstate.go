@@ -209,15 +209,24 @@ type listWrite struct {
 
 // checkVersion returns 412 when ifMatch does not name the list's version.
 func checkVersion(l *ListMeta, ifMatch string) error {
+	if l == nil {
+		return checkIfMatch(false, 0, ifMatch)
+	}
+	return checkIfMatch(true, l.Version, ifMatch)
+}
+
+// checkIfMatch returns 412 when ifMatch (a version, or "*" for any existing
+// resource) does not name the resource's current version.
+func checkIfMatch(exists bool, version uint64, ifMatch string) error {
 	if ifMatch == "" {
 		return nil
 	}
 	have := ""
-	if l != nil {
-		have = strconv.FormatUint(l.Version, 10)
+	if exists {
+		have = strconv.FormatUint(version, 10)
 	}
 	want := strings.Trim(strings.TrimPrefix(strings.TrimSpace(ifMatch), "W/"), `"`)
-	if want == "*" && l != nil {
+	if want == "*" && exists {
 		return nil
 	}
 	if want != have {

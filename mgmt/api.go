@@ -29,12 +29,18 @@ var Routes = []Route{
 	{"PUT", "/v1/acl/lists/{name}", (*Server).putList},
 	{"PATCH", "/v1/acl/lists/{name}", (*Server).patchList},
 	{"DELETE", "/v1/acl/lists/{name}", (*Server).deleteList},
+	{"GET", "/v1/services", (*Server).getServices},
+	{"GET", "/v1/services/{name}", (*Server).getService},
+	{"PUT", "/v1/services/{name}", (*Server).putService},
+	{"DELETE", "/v1/services/{name}", (*Server).deleteService},
+	{"PATCH", "/v1/services/{name}/backends/{addr}", (*Server).patchBackend},
 	{"GET", "/metrics", (*Server).getMetrics},
 }
 
 // Server serves the management API over the desired state.
 type Server struct {
 	acl      *aclState
+	svc      *svcState
 	status   func() Status
 	stats    func() (Stats, error)
 	registry *prometheus.Registry

@@ -36,6 +36,7 @@ type Stats struct {
 	Interfaces []IfaceStats            `json:"interfaces"`
 	Drops      map[string]maps.Counter `json:"drops"`
 	Lists      []ListStats             `json:"lists"`
+	L4         L4Stats                 `json:"l4"`
 }
 
 func (s *Server) getStatus() http.HandlerFunc {

@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/sluicelb/sluice/l4"
 	"github.com/sluicelb/sluice/maps"
 )
 
@@ -21,6 +24,7 @@ type testEnv struct {
 	policy *maps.FakePolicy
 	dir    string
 	store  *Store
+	lb     *maps.FakeLB
 }
 
 func newEnv(t *testing.T) *testEnv {
@@ -48,7 +52,18 @@ func newEnvAt(t *testing.T, dir string) *testEnv {
 	if err := state.reconcile(); err != nil {
 		t.Fatal(err)
 	}
-	e.srv = NewServer(state, func() Status { return Status{Version: Version} },
+	e.lb = maps.NewFakeLB()
+	rec, err := l4.NewReconciler(e.lb, func(a netip.Addr) (l4.NextHop, error) {
+		return l4.NextHop{MAC: net.HardwareAddr{2, 0, 0, 0, 0, a.AsSlice()[a.BitLen()/8-1]}}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcs := newSvcState(store, rec, e.lb, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := svcs.restore(st); err != nil {
+		t.Fatal(err)
+	}
+	e.srv = NewServer(state, svcs, func() Status { return Status{Version: Version} },
 		func() (Stats, error) { return collectStats(&maps.FakeStats{}, nil, state) }, 1<<20)
 	e.h = e.srv.Handler()
 	return e

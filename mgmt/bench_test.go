@@ -47,7 +47,7 @@ func BenchmarkPatchOneVisible(b *testing.B) {
 	}
 	defer store.Close()
 	state := newACLState(store, acl, dp.Policy(), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	h := NewServer(state, func() Status { return Status{} }, func() (Stats, error) { return Stats{}, nil }, 1<<30).Handler()
+	h := NewServer(state, nil, func() Status { return Status{} }, func() (Stats, error) { return Stats{}, nil }, 1<<30).Handler()
 
 	var body strings.Builder
 	for i := 0; i < 1_000_000; i++ {

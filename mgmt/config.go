@@ -21,10 +21,25 @@ type Config struct {
 	ResetState bool `yaml:"-"`
 	// ACLMaxEntries is the capacity of each ACL trie (IPv4 and IPv6).
 	ACLMaxEntries uint32 `yaml:"acl_max_entries"`
+	// L4 configures the L4 load balancer.
+	L4 L4Config `yaml:"l4"`
 	// API configures the management API.
 	API APIConfig `yaml:"api"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
+}
+
+// L4Config configures the L4 load balancer.
+type L4Config struct {
+	// FlowTableSize is the capacity of the connection table (LRU).
+	FlowTableSize uint32 `yaml:"flow_table_size"`
+	// EncapSource4 is the outer source range of IPIP (a prefix; the flow
+	// hash picks the address, so backends' RSS spreads flows). Empty: the VIP.
+	EncapSource4 string `yaml:"encap_source4"`
+	// EncapSource6 is the same for IP6IP6.
+	EncapSource6 string `yaml:"encap_source6"`
+	// UDPTimeoutSeconds is how long an idle UDP flow keeps its backend.
+	UDPTimeoutSeconds int `yaml:"udp_timeout_seconds"`
 }
 
 // APIConfig configures the management API listeners.
@@ -46,6 +61,7 @@ func DefaultConfig() Config {
 		BPFFS:         "/sys/fs/bpf/sluice",
 		StateDir:      "/var/lib/sluice",
 		ACLMaxEntries: 1 << 22,
+		L4:            L4Config{FlowTableSize: 1 << 20, UDPTimeoutSeconds: 60},
 		API: APIConfig{
 			Socket:       "/run/sluice/sluice.sock",
 			MaxBodyBytes: 256 << 20,

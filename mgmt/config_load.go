@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicelb/sluice/l4"
+	"github.com/sluicelb/sluice/maps"
 )
 
 // DefaultConfigPath is read when --config is not given and the file exists.
@@ -59,10 +62,39 @@ func (c Config) Validate() error {
 	if c.ACLMaxEntries == 0 {
 		return errors.New("acl_max_entries must be positive")
 	}
+	if c.L4.FlowTableSize == 0 {
+		return errors.New("l4.flow_table_size must be positive")
+	}
+	if c.L4.UDPTimeoutSeconds < 0 {
+		return errors.New("l4.udp_timeout_seconds must not be negative")
+	}
+	if _, err := c.L4.settings(); err != nil {
+		return err
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
 	return nil
+}
+
+// settings parses the L4 settings.
+func (c L4Config) settings() (maps.LBSettings, error) {
+	out := maps.LBSettings{UDPTimeout: time.Duration(c.UDPTimeoutSeconds) * time.Second}
+	for _, e := range []struct {
+		name, val string
+		v6        bool
+		dst       *netip.Prefix
+	}{{"l4.encap_source4", c.EncapSource4, false, &out.EncapSrc4}, {"l4.encap_source6", c.EncapSource6, true, &out.EncapSrc6}} {
+		if e.val == "" {
+			continue
+		}
+		p, err := ParseEntry(e.val)
+		if err != nil || p.Addr().Is6() != e.v6 {
+			return out, fmt.Errorf("%s %q: want an IPv%s address or prefix", e.name, e.val, map[bool]string{false: "4", true: "6"}[e.v6])
+		}
+		*e.dst = p
+	}
+	return out, nil
 }

@@ -41,7 +41,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer store.Close()
 
-	dp, err := maps.OpenDatapath(maps.DatapathOptions{PinDir: cfg.BPFFS, ACLMaxEntries: cfg.ACLMaxEntries})
+	dp, err := maps.OpenDatapath(maps.DatapathOptions{PinDir: cfg.BPFFS, ACLMaxEntries: cfg.ACLMaxEntries,
+		FlowTableSize: cfg.L4.FlowTableSize})
 	if err != nil {
 		return err
 	}
@@ -86,19 +87,84 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
+	lb := dp.LB()
+	if err := configureLB(lb, cfg.L4, atts); err != nil {
+		return err
+	}
+	rec, err := l4.NewReconciler(lb, l4.NetlinkResolver)
+	if err != nil {
+		return err
+	}
+	svcLog := base.With("component", "l4")
+	rec.OnUnresolved = func(svc string, backend netip.Addr, err error) {
+		svcLog.Warn("backend has no next hop yet; it takes no new flows until it has", "service", svc, "backend", backend, "err", err)
+	}
+	svcs := newSvcState(store, rec, lb, svcLog)
+	if err := svcs.restore(st); err != nil {
+		return err
+	}
+	go refreshNextHops(ctx, rec, svcLog)
+
 	start := time.Now()
-	stats := func() (Stats, error) { return collectStats(dp.Stats(), atts, state) }
-	srv := NewServer(state, func() Status {
+	stats := func() (Stats, error) {
+		out, err := collectStats(dp.Stats(), atts, state)
+		if err != nil {
+			return out, err
+		}
+		out.L4, err = svcs.stats()
+		return out, err
+	}
+	srv := NewServer(state, svcs, func() Status {
 		return Status{Version: Version, UptimeSeconds: uptime(start)(), BPFFS: cfg.BPFFS, Interfaces: atts}
 	}, stats, cfg.API.MaxBodyBytes)
 	return serveAPI(ctx, cfg.API, srv, base.With("component", "api"))
 }
 
 // NewServer builds the API over an ACL state; the daemon and tests use it.
-func NewServer(state *aclState, status func() Status, stats func() (Stats, error), maxBody int64) *Server {
+func NewServer(state *aclState, svcs *svcState, status func() Status, stats func() (Stats, error), maxBody int64) *Server {
 	reg, observe := newRegistry(stats, state)
 	state.observeSync = observe
-	return &Server{acl: state, status: status, stats: stats, registry: reg, maxBody: maxBody}
+	return &Server{acl: state, svc: svcs, status: status, stats: stats, registry: reg, maxBody: maxBody}
+}
+
+// configureLB writes the L4 settings and the attached interfaces' MACs and
+// MTUs (the source MAC of forwarded frames; the size past which the
+// datapath answers "too big").
+func configureLB(lb *maps.LB, cfg L4Config, atts []l4.Attachment) error {
+	settings, err := cfg.settings()
+	if err != nil {
+		return err
+	}
+	if err := lb.SetSettings(settings); err != nil {
+		return err
+	}
+	for _, a := range atts {
+		ifc, err := net.InterfaceByIndex(a.Ifindex)
+		if err != nil {
+			return fmt.Errorf("interface %s: %w", a.Iface, err)
+		}
+		if err := lb.SetIface(ifc.Index, ifc.HardwareAddr, ifc.MTU); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refreshNextHops re-resolves the backends' next hops every few seconds:
+// neighbours that answered late, MACs and routes that moved.
+func refreshNextHops(ctx context.Context, rec *l4.Reconciler, log *slog.Logger) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := rec.Refresh(); err != nil {
+				log.Warn("next-hop refresh", "err", err)
+			}
+		}
+	}
 }
 
 func openState(cfg Config, log *slog.Logger) (*Store, State, error) {

@@ -15,6 +15,9 @@ type datapathCollector struct {
 	acl   *aclState
 
 	packets, bytes, listDrops, drops, entries *prometheus.Desc
+
+	svcPackets, svcBytes, svcFlows, bePackets, beBytes, beFlows *prometheus.Desc
+	ctEntries, ctHits, ctMisses                               *prometheus.Desc
 }
 
 func newDatapathCollector(stats func() (Stats, error), acl *aclState) *datapathCollector {
@@ -26,11 +29,22 @@ func newDatapathCollector(stats func() (Stats, error), acl *aclState) *datapathC
 		listDrops: prometheus.NewDesc("sluice_acl_drops_total", "Packets dropped because a list holds their source.", []string{"list"}, nil),
 		drops:     prometheus.NewDesc("sluice_drops_total", "Packets dropped by XDP, by reason.", []string{"reason"}, nil),
 		entries:   prometheus.NewDesc("sluice_acl_entries", "Prefixes in each list.", []string{"list"}, nil),
+
+		svcPackets: prometheus.NewDesc("sluice_service_packets_total", "Packets forwarded for each L4 service.", []string{"service"}, nil),
+		svcBytes:   prometheus.NewDesc("sluice_service_bytes_total", "Bytes forwarded for each L4 service.", []string{"service"}, nil),
+		svcFlows:   prometheus.NewDesc("sluice_service_new_flows_total", "Flows each L4 service took on.", []string{"service"}, nil),
+		bePackets:  prometheus.NewDesc("sluice_backend_packets_total", "Packets forwarded to each backend.", []string{"service", "backend"}, nil),
+		beBytes:    prometheus.NewDesc("sluice_backend_bytes_total", "Bytes forwarded to each backend.", []string{"service", "backend"}, nil),
+		beFlows:    prometheus.NewDesc("sluice_backend_new_flows_total", "Flows each backend took on.", []string{"service", "backend"}, nil),
+		ctEntries:  prometheus.NewDesc("sluice_conntrack_entries", "Flows in the L4 connection table.", nil, nil),
+		ctHits:     prometheus.NewDesc("sluice_conntrack_hits_total", "Packets whose flow the connection table knew.", nil, nil),
+		ctMisses:   prometheus.NewDesc("sluice_conntrack_misses_total", "Packets that went to the Maglev table (new flows, rehashed flows).", nil, nil),
 	}
 }
 
 func (c *datapathCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.listDrops, c.drops, c.entries} {
+	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.listDrops, c.drops, c.entries,
+		c.svcPackets, c.svcBytes, c.svcFlows, c.bePackets, c.beBytes, c.beFlows, c.ctEntries, c.ctHits, c.ctMisses} {
 		ch <- d
 	}
 }
@@ -54,6 +68,22 @@ func (c *datapathCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.listDrops, prometheus.CounterValue, float64(l.Drops.Packets), l.Name)
 		ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(l.Entries), l.Name)
 	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	for _, sv := range st.L4.Services {
+		counter(c.svcPackets, sv.Counter.Packets, sv.Name)
+		counter(c.svcBytes, sv.Counter.Bytes, sv.Name)
+		counter(c.svcFlows, sv.Counter.NewFlows, sv.Name)
+		for be, n := range sv.Backends {
+			counter(c.bePackets, n.Packets, sv.Name, be)
+			counter(c.beBytes, n.Bytes, sv.Name, be)
+			counter(c.beFlows, n.NewFlows, sv.Name, be)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.ctEntries, prometheus.GaugeValue, float64(st.L4.Entries))
+	counter(c.ctHits, st.L4.Flows.Hits)
+	counter(c.ctMisses, st.L4.Flows.Misses)
 }
 
 // newRegistry builds the daemon's registry and returns it with the observer

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/sluicelb/sluice/l4"
 )
 
 // ErrCorruptStore is returned when the state store cannot be read; the daemon
@@ -26,6 +28,7 @@ var (
 	bucketMeta    = []byte("meta")
 	bucketLists   = []byte("lists")
 	bucketEntries = []byte("entries")
+	bucketSvcs    = []byte("services")
 	keySchema     = []byte("schema")
 	keyPolicy     = []byte("policy")
 	keyProtect    = []byte("protect")
@@ -106,7 +109,10 @@ func (s *Store) init() error {
 		if _, err := tx.CreateBucketIfNotExists(bucketLists); err != nil {
 			return err
 		}
-		_, err = tx.CreateBucketIfNotExists(bucketEntries)
+		if _, err := tx.CreateBucketIfNotExists(bucketEntries); err != nil {
+			return err
+		}
+		_, err = tx.CreateBucketIfNotExists(bucketSvcs)
 		return err
 	})
 }
@@ -116,9 +122,16 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // State is the whole desired state as loaded at start.
 type State struct {
-	Policy  string
-	Protect []netip.Prefix
-	Lists   []StoredList
+	Policy   string
+	Protect  []netip.Prefix
+	Lists    []StoredList
+	Services []StoredService
+}
+
+// StoredService is an L4 service with the version the API reports.
+type StoredService struct {
+	l4.Service
+	Version uint64 `json:"version"`
 }
 
 // StoredList is one list with its entries.
@@ -139,6 +152,17 @@ func (s *Store) Load() (State, error) {
 				return fmt.Errorf("protect: %w", err)
 			}
 			st.Protect = p
+		}
+		err := tx.Bucket(bucketSvcs).ForEach(func(k, v []byte) error {
+			var svc StoredService
+			if err := json.Unmarshal(v, &svc); err != nil {
+				return fmt.Errorf("service %s: %w", k, err)
+			}
+			st.Services = append(st.Services, svc)
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		return tx.Bucket(bucketLists).ForEach(func(k, v []byte) error {
 			var l StoredList
@@ -173,6 +197,20 @@ func (s *Store) Load() (State, error) {
 		return State{}, fmt.Errorf("%w: %v", ErrCorruptStore, err)
 	}
 	return st, nil
+}
+
+// PutService stores a service, replacing the one of the same name.
+func (s *Store) PutService(svc StoredService) error {
+	v, err := json.Marshal(svc)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketSvcs).Put([]byte(svc.Name), v) })
+}
+
+// DeleteService removes a service; an absent one is not an error.
+func (s *Store) DeleteService(name string) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketSvcs).Delete([]byte(name)) })
 }
 
 // SetPolicy stores the policy mode.

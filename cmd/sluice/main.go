@@ -43,6 +43,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
+		// Repeat a flag for more values: --backend ADDR,weight=N needs its commas.
+		DisableSliceFlagSeparator: true,
 		Name:                 "sluice",
 		Usage:                "XDP-accelerated L4/L7 load balancer: the daemon and the client of its API",
 		Version:              mgmt.Version,
@@ -71,6 +73,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			statsCommand(),
 			detachCommand(),
 			aclCommand(),
+			svcCommand(),
+			decapCommand(),
 			completionCommand(),
 		},
 	}

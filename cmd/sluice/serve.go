@@ -40,6 +40,10 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "policy", Usage: "ACL mode applied at start: deny or allow"},
 			&cli.StringSliceFlag{Name: "protect", Usage: "management prefix never dropped, replaces the stored ones (repeatable)"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error"},
+			&cli.UintFlag{Name: "flow-table-size", Usage: "capacity of the L4 connection table"},
+			&cli.StringFlag{Name: "encap-src4", Usage: "outer source prefix of IPIP (default: the VIP)"},
+			&cli.StringFlag{Name: "encap-src6", Usage: "outer source prefix of IP6IP6 (default: the VIP)"},
+			&cli.IntFlag{Name: "udp-timeout", Usage: "seconds an idle UDP flow keeps its backend"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := wantArgs(c, 0, 0); err != nil {
@@ -86,6 +90,14 @@ func serveConfig(c *cli.Context) (mgmt.Config, error) {
 	str("api-token-file", &cfg.API.TokenFile)
 	str("policy", &cfg.Policy)
 	str("log-level", &cfg.LogLevel)
+	str("encap-src4", &cfg.L4.EncapSource4)
+	str("encap-src6", &cfg.L4.EncapSource6)
+	if c.IsSet("flow-table-size") {
+		cfg.L4.FlowTableSize = uint32(c.Uint("flow-table-size"))
+	}
+	if c.IsSet("udp-timeout") {
+		cfg.L4.UDPTimeoutSeconds = c.Int("udp-timeout")
+	}
 	if c.IsSet("iface") {
 		cfg.Interfaces = c.StringSlice("iface")
 	}

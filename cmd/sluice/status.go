@@ -76,19 +76,34 @@ func statsTable(w io.Writer, st client.Stats) {
 	for _, r := range sortedKeys(st.Drops, nil) {
 		row(w, r, human(st.Drops[r].Packets), humanBytes(st.Drops[r].Bytes))
 	}
-	if len(st.Lists) == 0 {
+	if len(st.Lists) > 0 {
+		fmt.Fprintln(w)
+		row(w, "LIST", "KIND", "ENTRIES", "DROPPED", "BYTES")
+		for _, l := range st.Lists {
+			row(w, l.Name, l.Kind, grouped(l.Entries), human(l.Drops.Packets), humanBytes(l.Drops.Bytes))
+		}
+	}
+	if st.L4 == nil || len(st.L4.Services) == 0 {
 		return
 	}
 	fmt.Fprintln(w)
-	row(w, "LIST", "KIND", "ENTRIES", "DROPPED", "BYTES")
-	for _, l := range st.Lists {
-		row(w, l.Name, l.Kind, grouped(l.Entries), human(l.Drops.Packets), humanBytes(l.Drops.Bytes))
+	row(w, "SERVICE", "BACKEND", "PACKETS", "BYTES", "NEW FLOWS")
+	for _, s := range st.L4.Services {
+		row(w, s.Name, "*", human(s.Counters.Packets), humanBytes(s.Counters.Bytes), human(s.Counters.NewFlows))
+		for _, be := range sortedKeys(s.Backends, nil) {
+			n := s.Backends[be]
+			row(w, "", be, human(n.Packets), humanBytes(n.Bytes), human(n.NewFlows))
+		}
 	}
+	fmt.Fprintln(w)
+	ct := st.L4.Conntrack
+	row(w, "CONNTRACK", "ENTRIES", "HITS", "MISSES", "ICMP ROUTED")
+	row(w, "", grouped(st.L4.Entries), human(ct.Hits), human(ct.Misses), human(ct.ICMPRouted))
 }
 
 // sortedKeys returns the keys of m: first those of order (all of them, even
 // when missing from m), then the others sorted.
-func sortedKeys(m map[string]client.Counter, order []string) []string {
+func sortedKeys[V any](m map[string]V, order []string) []string {
 	keys := append([]string(nil), order...)
 	var rest []string
 	for k := range m {

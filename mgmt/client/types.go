@@ -1,5 +1,7 @@
 package client
 
+import "github.com/sluicelb/sluice/maps"
+
 // Counter is a packet and byte count.
 type Counter struct {
 	Packets uint64 `json:"packets"`
@@ -102,4 +104,19 @@ type Stats struct {
 	Interfaces []IfaceStats       `json:"interfaces"`
 	Drops      map[string]Counter `json:"drops"`
 	Lists      []ListStats        `json:"lists"`
+	L4         *L4Stats           `json:"l4,omitempty"` // nil from a daemon without L4
+}
+
+// L4Stats are the L4 load balancer's counters.
+type L4Stats struct {
+	Services  []ServiceStats `json:"services"`
+	Conntrack maps.FlowStats `json:"conntrack"`
+	Entries   int            `json:"conntrack_entries"`
+}
+
+// ServiceStats are one service's counters and its backends', by address.
+type ServiceStats struct {
+	Name     string                    `json:"name"`
+	Counters maps.LBCounter            `json:"counters"`
+	Backends map[string]maps.LBCounter `json:"backends"`
 }

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"log/slog"
+	"net/netip"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/sluicelb/sluice/l4"
+)
+
+func decapCommand() *cli.Command {
+	return &cli.Command{
+		Name: "decap",
+		Usage: "on a backend: strip the IPIP / IP6IP6 header of dsr-ipip traffic at the NIC " +
+			"(no ipip module needed); the VIPs must be on the backend's loopback",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "iface", Required: true, Usage: "interface the tunnelled traffic arrives on (repeatable)"},
+			&cli.StringSliceFlag{Name: "vip", Usage: "decapsulate only traffic to this VIP (repeatable; default: every destination)"},
+			&cli.StringFlag{Name: "xdp-mode", Value: "auto", Usage: "auto, native or generic"},
+			&cli.StringFlag{Name: "bpffs", Value: l4.DefaultDecapPinDir, Usage: "pin directory under the bpffs"},
+			&cli.BoolFlag{Name: "detach", Usage: "remove the program from the interfaces instead"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := wantArgs(c, 0, 0); err != nil {
+				return err
+			}
+			if c.Bool("detach") {
+				return detachXDP(c.String("bpffs"), c.StringSlice("iface"), false)
+			}
+			mode, err := l4.ParseXDPMode(c.String("xdp-mode"))
+			if err != nil {
+				return usageError(c, "decap: %v", err)
+			}
+			var vips []netip.Addr
+			for _, s := range c.StringSlice("vip") {
+				a, err := netip.ParseAddr(s)
+				if err != nil {
+					return usageError(c, "decap: --vip %q: %v", s, err)
+				}
+				vips = append(vips, a)
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			for _, iface := range c.StringSlice("iface") {
+				a, err := l4.Decap(c.String("bpffs"), iface, vips, mode, log)
+				if err != nil {
+					return err
+				}
+				log.Info("decap attached", "iface", a.Iface, "mode", a.Mode, "program_id", a.ProgramID)
+			}
+			return nil
+		},
+	}
+}

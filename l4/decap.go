@@ -1,0 +1,98 @@
+package l4
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/sluicelb/sluice/bpf"
+	"github.com/sluicelb/sluice/maps"
+)
+
+// DefaultDecapPinDir is where `sluice decap` pins its links and maps on a backend.
+const DefaultDecapPinDir = "/sys/fs/bpf/sluice-decap"
+
+func vipKey(a netip.Addr) bpf.XDPSvcKey {
+	if !a.IsValid() {
+		return bpf.XDPSvcKey{} // the zero key: every inner destination
+	}
+	k := bpf.XDPSvcKey{Family: 6, Addr: a.As16()}
+	if a.Is4() {
+		k = bpf.XDPSvcKey{Family: 4}
+		b := a.As4()
+		copy(k.Addr[:], b[:])
+	}
+	return k
+}
+
+// Decap attaches the backend-side decapsulation program (bpf/decap.c) to
+// iface: IPIP / IP6IP6 packets whose inner destination is one of vips (every
+// destination when vips is empty) lose their outer header before the stack
+// sees them, so the backend needs no ipip module. The VIPs are a map pinned
+// under pinDir, shared by every interface, and replaced by each call; the
+// link is pinned too, so the program stays after the command exits.
+func Decap(pinDir, iface string, vips []netip.Addr, mode XDPMode, log *slog.Logger) (Attachment, error) {
+	if _, err := maps.EnsureBPFFS(pinDir); err != nil {
+		return Attachment{}, err
+	}
+	mapDir := filepath.Join(pinDir, "maps")
+	if err := os.MkdirAll(mapDir, 0o700); err != nil {
+		return Attachment{}, err
+	}
+	spec, err := bpf.LoadDecap()
+	if err != nil {
+		return Attachment{}, err
+	}
+	for _, m := range spec.Maps {
+		m.Pinning = ebpf.PinByName
+	}
+	var objs bpf.DecapObjects
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: mapDir}}); err != nil {
+		return Attachment{}, fmt.Errorf("load decap program: %w", err)
+	}
+	defer objs.Close()
+	if err := setDecapVIPs(objs.DecapVips, vips); err != nil {
+		return Attachment{}, err
+	}
+	return Attach(objs.SluiceDecap, pinDir, iface, mode, log)
+}
+
+// setDecapVIPs makes the map hold exactly vips (or the zero key for every
+// destination), adding before removing so a kept VIP is never absent.
+func setDecapVIPs(m *ebpf.Map, vips []netip.Addr) error {
+	want := map[bpf.XDPSvcKey]bool{}
+	for _, a := range vips {
+		want[vipKey(a)] = true
+	}
+	if len(vips) == 0 {
+		want[vipKey(netip.Addr{})] = true
+	}
+	for k := range want {
+		if err := m.Put(k, uint32(1)); err != nil {
+			return fmt.Errorf("decap vips: %w", err)
+		}
+	}
+	var k bpf.XDPSvcKey
+	var v uint32
+	var stale []bpf.XDPSvcKey
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if !want[k] {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+	}
+	return nil
+}
