@@ -192,7 +192,11 @@ func (f *FakeLB) PutBackend(id uint32, b BackendEntry) error {
 }
 
 // ClearBackend implements the L4 datapath.
-func (f *FakeLB) ClearBackend(id uint32) error { defer f.lock()(); delete(f.BackendMap, id); return nil }
+func (f *FakeLB) ClearBackend(id uint32) error {
+	defer f.lock()()
+	delete(f.BackendMap, id)
+	return nil
+}
 
 // Backends implements the L4 datapath.
 func (f *FakeLB) Backends() (map[uint32]BackendEntry, error) {
@@ -215,16 +219,30 @@ func (f *FakeLB) SwapTable(svc uint32, table []uint32) error {
 func (f *FakeLB) DeleteTable(svc uint32) error { defer f.lock()(); delete(f.Tables, svc); return nil }
 
 // ResetServiceStats implements the L4 datapath.
-func (f *FakeLB) ResetServiceStats(id uint32) error { defer f.lock()(); delete(f.SvcCounters, id); return nil }
+func (f *FakeLB) ResetServiceStats(id uint32) error {
+	defer f.lock()()
+	delete(f.SvcCounters, id)
+	return nil
+}
 
 // ResetBackendStats implements the L4 datapath.
-func (f *FakeLB) ResetBackendStats(id uint32) error { defer f.lock()(); delete(f.BeCounters, id); return nil }
+func (f *FakeLB) ResetBackendStats(id uint32) error {
+	defer f.lock()()
+	delete(f.BeCounters, id)
+	return nil
+}
 
 // ServiceStats implements the L4 counters.
-func (f *FakeLB) ServiceStats(id uint32) (LBCounter, error) { defer f.lock()(); return f.SvcCounters[id], nil }
+func (f *FakeLB) ServiceStats(id uint32) (LBCounter, error) {
+	defer f.lock()()
+	return f.SvcCounters[id], nil
+}
 
 // BackendStats implements the L4 counters.
-func (f *FakeLB) BackendStats(id uint32) (LBCounter, error) { defer f.lock()(); return f.BeCounters[id], nil }
+func (f *FakeLB) BackendStats(id uint32) (LBCounter, error) {
+	defer f.lock()()
+	return f.BeCounters[id], nil
+}
 
 // FlowStats implements the L4 counters.
 func (f *FakeLB) FlowStats() (FlowStats, error) { return FlowStats{}, nil }

@@ -17,7 +17,7 @@ type datapathCollector struct {
 	packets, bytes, listDrops, drops, entries *prometheus.Desc
 
 	svcPackets, svcBytes, svcFlows, bePackets, beBytes, beFlows *prometheus.Desc
-	ctEntries, ctHits, ctMisses                               *prometheus.Desc
+	ctEntries, ctHits, ctMisses                                 *prometheus.Desc
 }
 
 func newDatapathCollector(stats func() (Stats, error), acl *aclState) *datapathCollector {

@@ -10,6 +10,7 @@ want ping iputils-ping
 want curl curl
 want nsenter util-linux
 want sysctl procps
+want ethtool ethtool
 if [ "${1:-test}" = bench ]; then
 	want ipset ipset
 	want iptables iptables
@@ -18,7 +19,6 @@ if [ "${1:-test}" = bench ]; then
 	want nginx nginx
 	want wrk wrk
 	want clang clang
-	want ethtool ethtool
 fi
 if [ ${#need[@]} -gt 0 ]; then
 	echo "installing: ${need[*]}"

@@ -45,13 +45,13 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		// Repeat a flag for more values: --backend ADDR,weight=N needs its commas.
 		DisableSliceFlagSeparator: true,
-		Name:                 "sluice",
-		Usage:                "XDP-accelerated L4/L7 load balancer: the daemon and the client of its API",
-		Version:              mgmt.Version,
-		Reader:               stdin,
-		Writer:               stdout,
-		ErrWriter:            stderr,
-		EnableBashCompletion: true,
+		Name:                      "sluice",
+		Usage:                     "XDP-accelerated L4/L7 load balancer: the daemon and the client of its API",
+		Version:                   mgmt.Version,
+		Reader:                    stdin,
+		Writer:                    stdout,
+		ErrWriter:                 stderr,
+		EnableBashCompletion:      true,
 		// run prints each error once; the default handler would exit the process.
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError:   onUsageError,

@@ -51,6 +51,8 @@ type Lab struct {
 	ClientIf, LBIf            string
 	LBBackIf, BackendIf       string
 	Dir, BPFFS, Socket, State string
+
+	namespaces []string // every namespace the lab made, removed by teardown
 }
 
 // Binaries are the programs a lab runs, built once per test binary.
@@ -123,6 +125,7 @@ func New(t testing.TB) *Lab {
 	l.Socket = filepath.Join(l.Dir, "sluice.sock")
 	l.State = filepath.Join(l.Dir, "state")
 	t.Cleanup(l.teardown)
+	l.namespaces = []string{l.Client, l.LB, l.Backend}
 	steps := [][]string{
 		{"netns", "add", l.Client}, {"netns", "add", l.LB}, {"netns", "add", l.Backend},
 		{"link", "add", l.ClientIf, "type", "veth", "peer", "name", l.LBIf},
@@ -260,7 +263,7 @@ func (l *Lab) teardown() {
 		_ = exec.Command(bins.Sluice, "detach", "--all", "--bpffs", l.BPFFS).Run()
 	}
 	_ = os.RemoveAll(l.BPFFS)
-	for _, ns := range []string{l.Client, l.LB, l.Backend} {
+	for _, ns := range l.namespaces {
 		_ = exec.Command("ip", "netns", "del", ns).Run()
 	}
 }

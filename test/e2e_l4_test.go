@@ -1,0 +1,191 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicelb/sluice/test/lab"
+)
+
+// spread opens n fresh connections to the VIP's HTTP port and counts the
+// backends that answered; a connection that fails is counted under "", and
+// three failures end the test.
+func spread(t *testing.T, l *lab.L4Lab, port string, n int) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	for range n {
+		name := ""
+		if c, err := l.OpenHTTP(port); err == nil {
+			name, _ = c.Ask()
+			c.Close()
+		}
+		got[name]++
+		if got[""] >= 3 {
+			t.Fatalf("connections to the VIP fail: %v", got)
+		}
+	}
+	return got
+}
+
+// holdConns opens n keep-alive connections and returns them by backend.
+func holdConns(t *testing.T, l *lab.L4Lab, n int) map[string][]*lab.HTTPConn {
+	t.Helper()
+	out := map[string][]*lab.HTTPConn{}
+	for range n {
+		c, err := l.OpenHTTP(lab.L4HTTPPort)
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		t.Cleanup(func() { c.Close() })
+		name, err := c.Ask()
+		if err != nil {
+			t.Fatalf("first request: %v", err)
+		}
+		out[name] = append(out[name], c)
+	}
+	return out
+}
+
+// stillServed asks every held connection again: each must answer, from the
+// backend it started on.
+func stillServed(t *testing.T, held map[string][]*lab.HTTPConn, when string) {
+	t.Helper()
+	for name, cs := range held {
+		for i, c := range cs {
+			got, err := c.Ask()
+			if err != nil || got != name {
+				t.Errorf("%s: connection %d of %s: got %q, %v", when, i, name, got, err)
+			}
+		}
+	}
+}
+
+func svcSet(t *testing.T, l *lab.L4Lab, name, port, mode string, backends ...string) {
+	t.Helper()
+	args := []string{"svc", "set", name, "--vip", lab.L4VIP, "--port", port, "--mode", mode, "--table-size", "4099"}
+	for _, b := range backends {
+		args = append(args, "--backend", b)
+	}
+	l.MustCLI(args...)
+}
+
+func TestL4DSRIPIP(t *testing.T) {
+	l := lab.NewL4(t, 3)
+	l.Decap()
+	d := l.StartL4Daemon()
+	b0, b1, b2 := lab.L4BackendAddr(0), lab.L4BackendAddr(1), lab.L4BackendAddr(2)
+	svcSet(t, l, "web", lab.L4HTTPPort, "dsr-ipip", b0+",weight=100", b1+",weight=200", b2+",weight=100")
+
+	// 300 connections spread by weight: 1/4, 1/2, 1/4, each within 10 points.
+	got := spread(t, l, lab.L4HTTPPort, 300)
+	if got[""] > 0 {
+		t.Fatalf("%d of 300 connections failed: %v\n%s", got[""], got, d.Log())
+	}
+	for name, want := range map[string]float64{"b0": 0.25, "b1": 0.5, "b2": 0.25} {
+		if share := float64(got[name]) / 300; share < want-0.10 || share > want+0.10 {
+			t.Errorf("%s took %.0f%% of the connections, want %.0f%% ± 10: %v", name, share*100, want*100, got)
+		}
+	}
+
+	// The VIP answers ping at the NIC.
+	if out, err := l.Run(l.Client, 5*time.Second, "ping", "-c", "1", "-W", "1", lab.L4VIP); err != nil {
+		t.Errorf("ping the VIP: %v\n%s", err, out)
+	}
+
+	// Long-lived connections to a drained backend keep working; new ones go elsewhere.
+	held := holdConns(t, l, 30)
+	if len(held["b0"]) == 0 {
+		t.Fatalf("no held connection landed on b0: %v", held)
+	}
+	l.MustCLI("svc", "backend", "web", b0, "--drain")
+	stillServed(t, held, "after draining b0")
+	if got := spread(t, l, lab.L4HTTPPort, 60); got["b0"] > 0 || got[""] > 0 {
+		t.Errorf("new connections after draining b0: %v", got)
+	}
+
+	// Removing a backend breaks no connection to the others.
+	delete(held, "b2")
+	svcSet(t, l, "web", lab.L4HTTPPort, "dsr-ipip", b0+",state=drain", b1+",weight=200")
+	stillServed(t, held, "after removing b2")
+
+	// kill -9 and a restart of the daemon during traffic break no established connection.
+	stop := make(chan struct{})
+	errs := make(chan error, 1)
+	go func() {
+		defer close(errs)
+		c := held["b1"][0]
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if name, err := c.Ask(); err != nil || name != "b1" {
+				errs <- fmt.Errorf("request during the restart: %q, %v", name, err)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	d.Kill()
+	stillServed(t, held, "with the daemon killed")
+	l.StartL4Daemon()
+	stillServed(t, held, "after the restart")
+	close(stop)
+	if err := <-errs; err != nil {
+		t.Error(err)
+	}
+	if got := spread(t, l, lab.L4HTTPPort, 30); got[""] > 0 || got["b0"] > 0 || got["b2"] > 0 {
+		t.Errorf("new connections after the restart: %v", got)
+	}
+	out := l.MustCLI("svc", "show", "web")
+	if !strings.Contains(out, "drain") {
+		t.Errorf("restored service lost the drain:\n%s", out)
+	}
+
+	// The counters saw it.
+	stats := l.MustCLI("stats")
+	if !strings.Contains(stats, "web") || !strings.Contains(stats, b1) {
+		t.Errorf("stats miss the service:\n%s", stats)
+	}
+}
+
+func TestL4DSRL2AndUDP(t *testing.T) {
+	l := lab.NewL4(t, 2)
+	l.StartL4Daemon()
+	b0, b1 := lab.L4BackendAddr(0), lab.L4BackendAddr(1)
+	// dsr-l2: no tunnel, the backends hold the VIP and get the client's frame re-addressed.
+	svcSet(t, l, "web", lab.L4HTTPPort, "dsr-l2", b0, b1)
+	got := spread(t, l, lab.L4HTTPPort, 60)
+	if got[""] > 0 || got["b0"] == 0 || got["b1"] == 0 {
+		t.Fatalf("dsr-l2 spread: %v", got)
+	}
+	held := holdConns(t, l, 10)
+	l.MustCLI("svc", "backend", "web", b0, "--drain")
+	stillServed(t, held, "dsr-l2 after draining b0")
+
+	// UDP: the echo on the VIP answers from the VIP.
+	l.MustCLI("svc", "set", "dns", "--vip", lab.L4VIP, "--port", lab.L4UDPPort, "--proto", "udp", "--mode", "dsr-l2",
+		"--backend", b0, "--backend", b1)
+	for i := range 20 {
+		c, err := l.DialUDP(net.JoinHostPort(lab.L4VIP, lab.L4UDPPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		msg := fmt.Sprintf("ping %d", i)
+		buf := make([]byte, 64)
+		_, err = c.Write([]byte(msg))
+		n := 0
+		if err == nil {
+			n, err = c.Read(buf)
+		}
+		c.Close()
+		if err != nil || string(buf[:n]) != msg {
+			t.Errorf("udp %d: %q, %v", i, buf[:n], err)
+		}
+	}
+}
