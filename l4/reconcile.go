@@ -199,6 +199,9 @@ func (r *Reconciler) Set(s Service) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
+	if s.Mode == ModeL7 {
+		return invalid("mode", "an l7 service belongs to the proxy, not the L4 datapath")
+	}
 	hops := r.resolveWait(&s)
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -27,6 +27,9 @@ const (
 
 	ModeDSRIPIP Mode = "dsr-ipip" // IPIP / IP6IP6 encapsulation to the backend
 	ModeDSRL2   Mode = "dsr-l2"   // destination MAC rewrite; backends hold the VIP
+	// ModeL7 hands the VIP:port to the L7 proxy (sk_lookup); its backends
+	// are the upstreams of the proxy's virtual servers, not the service's.
+	ModeL7 Mode = "l7"
 
 	// Active backends take new flows; drain keeps existing flows and takes
 	// no new ones; down is out of the table and its flows rehash.
@@ -74,6 +77,9 @@ var serviceNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,63}$`)
 // Normalize fills the defaults: table size, hash input, backend states.
 // Weights are explicit: 0 is a valid weight (no new flows).
 func (s *Service) Normalize() {
+	if s.Mode == ModeL7 {
+		return // no table, no hash: the proxy balances
+	}
 	if s.TableSize == 0 {
 		s.TableSize = DefaultTableSize
 	}
@@ -110,8 +116,18 @@ func (s *Service) Validate() error {
 	}
 	switch s.Mode {
 	case ModeDSRIPIP, ModeDSRL2:
+	case ModeL7:
+		if s.Proto != TCP {
+			return invalid("proto", "an l7 service is tcp")
+		}
+		if s.Port == 0 {
+			return invalid("port", "an l7 service needs a port")
+		}
+		if len(s.Backends) > 0 {
+			return invalid("backends", "an l7 service has none: its locations name upstreams")
+		}
 	default:
-		return invalid("mode", "%q: want dsr-ipip or dsr-l2", s.Mode)
+		return invalid("mode", "%q: want dsr-ipip, dsr-l2 or l7", s.Mode)
 	}
 	switch s.HashInput {
 	case Hash5Tuple, HashSrcIP, "":

@@ -9,6 +9,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sluicelb/sluice/l7"
+	"github.com/sluicelb/sluice/mgmt/ui"
 )
 
 // Route is one API route; the router and the OpenAPI test both read Routes.
@@ -34,6 +37,31 @@ var Routes = []Route{
 	{"PUT", "/v1/services/{name}", (*Server).putService},
 	{"DELETE", "/v1/services/{name}", (*Server).deleteService},
 	{"PATCH", "/v1/services/{name}/backends/{addr}", (*Server).patchBackend},
+	{"GET", "/v1/vservers", (*Server).getVServers},
+	{"GET", "/v1/vservers/{name}", (*Server).getVServer},
+	{"PUT", "/v1/vservers/{name}", (*Server).putVServer},
+	{"DELETE", "/v1/vservers/{name}", (*Server).deleteVServer},
+	{"PUT", "/v1/vservers/{name}/locations/{loc}", (*Server).putLocation},
+	{"DELETE", "/v1/vservers/{name}/locations/{loc}", (*Server).deleteLocation},
+	{"GET", "/v1/upstreams", (*Server).getUpstreams},
+	{"GET", "/v1/upstreams/{name}", (*Server).getUpstream},
+	{"PUT", "/v1/upstreams/{name}", (*Server).putUpstream},
+	{"DELETE", "/v1/upstreams/{name}", (*Server).deleteUpstream},
+	{"DELETE", "/v1/upstreams/{name}/stats", (*Server).deleteUpstreamStats},
+	{"GET", "/v1/upstreams/{name}/servers", (*Server).getServers},
+	{"POST", "/v1/upstreams/{name}/servers", (*Server).postServer},
+	{"GET", "/v1/upstreams/{name}/servers/{id}", (*Server).getServer},
+	{"PATCH", "/v1/upstreams/{name}/servers/{id}", (*Server).patchServer},
+	{"DELETE", "/v1/upstreams/{name}/servers/{id}", (*Server).deleteServer},
+	{"GET", "/v1/certs", (*Server).getCerts},
+	{"GET", "/v1/certs/{name}", (*Server).getCert},
+	{"PUT", "/v1/certs/{name}", (*Server).putCert},
+	{"DELETE", "/v1/certs/{name}", (*Server).deleteCert},
+	{"GET", "/v1/accesslog", (*Server).getAccessLog},
+	{"PUT", "/v1/accesslog", (*Server).putAccessLog},
+	{"GET", "/v1/stats/l7", (*Server).getL7Stats},
+	{"GET", "/ui", (*Server).getUI},
+	{"GET", "/ui/", (*Server).getUI},
 	{"GET", "/metrics", (*Server).getMetrics},
 }
 
@@ -45,6 +73,21 @@ type Server struct {
 	stats    func() (Stats, error)
 	registry *prometheus.Registry
 	maxBody  int64
+	l7       *l7State  // nil when the proxy is not running
+	proxy    *l7.Proxy // nil in tests without one
+}
+
+// SetL7 adds the proxy's routes' state and its counters to the API.
+func (s *Server) SetL7(st *l7State, p *l7.Proxy) {
+	s.l7, s.proxy = st, p
+	if p != nil {
+		s.registry.MustRegister(p.Stats().Collector())
+	}
+}
+
+func (s *Server) getUI() http.HandlerFunc {
+	h := http.StripPrefix("/ui", ui.Handler())
+	return h.ServeHTTP
 }
 
 // Handler returns the API for the unix socket: no token is needed there,
@@ -60,10 +103,17 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-// TokenHandler wraps h so that every request needs `Authorization: Bearer token`.
+// TokenHandler wraps h so that every request but the dashboard page needs
+// `Authorization: Bearer token`.
 func TokenHandler(h http.Handler, token string) http.Handler {
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The dashboard page itself holds no data; it asks for the token and
+		// sends it with every API call it makes.
+		if r.Method == http.MethodGet && (r.URL.Path == "/ui" || r.URL.Path == "/ui/") {
+			h.ServeHTTP(w, r)
+			return
+		}
 		got := []byte(r.Header.Get("Authorization"))
 		if token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
 			writeError(w, &apiError{status: http.StatusUnauthorized, Code: "unauthorized",

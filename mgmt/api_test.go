@@ -2,6 +2,7 @@ package mgmt
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/sluicelb/sluice/l4"
+	"github.com/sluicelb/sluice/l7"
 	"github.com/sluicelb/sluice/maps"
 )
 
@@ -25,6 +27,8 @@ type testEnv struct {
 	dir    string
 	store  *Store
 	lb     *maps.FakeLB
+	proxy  *l7.Proxy
+	steer  *fakeSteer
 }
 
 func newEnv(t *testing.T) *testEnv {
@@ -65,8 +69,44 @@ func newEnvAt(t *testing.T, dir string) *testEnv {
 	}
 	e.srv = NewServer(state, svcs, func() Status { return Status{Version: Version} },
 		func() (Stats, error) { return collectStats(&maps.FakeStats{}, nil, state) }, 1<<20)
+	proxy, err := l7.New(l7.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	e.proxy, e.steer = proxy, &fakeSteer{on: map[netip.AddrPort]bool{}}
+	l7st := newL7State(store, proxy, e.steer, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svcs.onL7 = l7st.setEndpoints
+	if err := l7st.restore(st.L7, svcs.L7Endpoints()); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.SetL7(l7st, proxy)
 	e.h = e.srv.Handler()
 	return e
+}
+
+// fakeSteer records which endpoints are steered to the proxy.
+type fakeSteer struct {
+	mu   sync.Mutex
+	on   map[netip.AddrPort]bool
+	fail bool
+}
+
+func (f *fakeSteer) Add(ap netip.AddrPort) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail {
+		return errors.New("injected steering failure")
+	}
+	f.on[ap] = true
+	return nil
+}
+
+func (f *fakeSteer) Remove(ap netip.AddrPort) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.on, ap)
+	return nil
 }
 
 func (e *testEnv) do(t *testing.T, method, path, ctype, body string, hdr ...string) *httptest.ResponseRecorder {

@@ -1,5 +1,12 @@
 package mgmt
 
+import (
+	"time"
+
+	"github.com/sluicelb/sluice/l7"
+	"github.com/sluicelb/sluice/l7/upstream"
+)
+
 // Config is the daemon's configuration: the YAML file (--config), overridden
 // by flags. Durations and sizes are plain numbers so the file stays simple.
 type Config struct {
@@ -23,6 +30,8 @@ type Config struct {
 	ACLMaxEntries uint32 `yaml:"acl_max_entries"`
 	// L4 configures the L4 load balancer.
 	L4 L4Config `yaml:"l4"`
+	// L7 configures the L7 proxy.
+	L7 L7Config `yaml:"l7"`
 	// API configures the management API.
 	API APIConfig `yaml:"api"`
 	// LogLevel is debug, info, warn or error.
@@ -40,6 +49,28 @@ type L4Config struct {
 	EncapSource6 string `yaml:"encap_source6"`
 	// UDPTimeoutSeconds is how long an idle UDP flow keeps its backend.
 	UDPTimeoutSeconds int `yaml:"udp_timeout_seconds"`
+}
+
+// L7Config configures the L7 proxy's fixed limits; everything else about
+// it is desired state, changed through the API.
+type L7Config struct {
+	// Disabled runs the daemon without the proxy and its intercept.
+	Disabled bool `yaml:"disabled"`
+	// ReadHeaderTimeoutSeconds cuts off a client that sends its request
+	// headers too slowly (slowloris).
+	ReadHeaderTimeoutSeconds int `yaml:"read_header_timeout_seconds"`
+	// IdleTimeoutSeconds closes idle keep-alive connections.
+	IdleTimeoutSeconds int `yaml:"idle_timeout_seconds"`
+	// MaxHeaderBytes limits a request's headers.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+}
+
+func (c L7Config) limits() l7.Limits {
+	return l7.Limits{
+		ReadHeaderTimeout: upstream.Duration(time.Duration(c.ReadHeaderTimeoutSeconds) * time.Second),
+		IdleTimeout:       upstream.Duration(time.Duration(c.IdleTimeoutSeconds) * time.Second),
+		MaxHeaderBytes:    c.MaxHeaderBytes,
+	}
 }
 
 // APIConfig configures the management API listeners.

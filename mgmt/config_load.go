@@ -68,6 +68,9 @@ func (c Config) Validate() error {
 	if c.L4.UDPTimeoutSeconds < 0 {
 		return errors.New("l4.udp_timeout_seconds must not be negative")
 	}
+	if c.L7.ReadHeaderTimeoutSeconds < 0 || c.L7.IdleTimeoutSeconds < 0 || c.L7.MaxHeaderBytes < 0 {
+		return errors.New("l7 timeouts and max_header_bytes must not be negative")
+	}
 	if _, err := c.L4.settings(); err != nil {
 		return err
 	}

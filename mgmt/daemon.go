@@ -9,11 +9,15 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sluicelb/sluice/l4"
+	"github.com/sluicelb/sluice/l7"
+	"github.com/sluicelb/sluice/l7/intercept"
 	"github.com/sluicelb/sluice/maps"
 )
 
@@ -105,6 +109,22 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	go refreshNextHops(ctx, rec, svcLog)
 
+	var l7st *l7State
+	var proxy *l7.Proxy
+	if !cfg.L7.Disabled {
+		l7log := base.With("component", "l7")
+		stopL7, err := startL7(ctx, cfg.L7, l7log, func(p *l7.Proxy, icpt *intercept.Interceptor) error {
+			proxy = p
+			l7st = newL7State(store, p, icpt, l7log)
+			svcs.onL7 = l7st.setEndpoints
+			return l7st.restore(st.L7, svcs.L7Endpoints())
+		})
+		if err != nil {
+			return err
+		}
+		defer stopL7()
+	}
+
 	start := time.Now()
 	stats := func() (Stats, error) {
 		out, err := collectStats(dp.Stats(), atts, state)
@@ -117,7 +137,60 @@ func Run(ctx context.Context, cfg Config) error {
 	srv := NewServer(state, svcs, func() Status {
 		return Status{Version: Version, UptimeSeconds: uptime(start)(), BPFFS: cfg.BPFFS, Interfaces: atts}
 	}, stats, cfg.API.MaxBodyBytes)
+	if l7st != nil {
+		srv.SetL7(l7st, proxy)
+	}
 	return serveAPI(ctx, cfg.API, srv, base.With("component", "api"))
+}
+
+// startL7 starts the proxy and the intercept in the daemon's network
+// namespace, hands them to restore, and serves the intercepted listeners.
+// The returned stop drains requests in flight (a few seconds at most) and
+// removes the intercept: its routes and its program.
+func startL7(ctx context.Context, cfg L7Config, log *slog.Logger, restore func(*l7.Proxy, *intercept.Interceptor) error) (func(), error) {
+	proxy, err := l7.New(l7.Options{Logger: log, Limits: cfg.limits()})
+	if err != nil {
+		return nil, err
+	}
+	icpt, err := intercept.New(intercept.Options{Logger: log})
+	if err != nil {
+		proxy.Close()
+		return nil, fmt.Errorf("l7 intercept (set l7.disabled to run without the proxy): %w", err)
+	}
+	stop := func() {
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = icpt.Close()
+		_ = proxy.Shutdown(shutdown)
+	}
+	if err := restore(proxy, icpt); err != nil {
+		stop()
+		return nil, err
+	}
+	for _, ln := range icpt.Listeners() {
+		go func() {
+			if err := proxy.Serve(ln); err != nil && ctx.Err() == nil {
+				log.Error("proxy listener failed", "addr", ln.Addr(), "err", err)
+			}
+		}()
+	}
+	// logrotate moves the access log and sends SIGUSR1.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	go func() {
+		defer signal.Stop(usr1)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-usr1:
+				if err := proxy.AccessLog().Reopen(); err != nil {
+					log.Error("reopen the access log", "err", err)
+				}
+			}
+		}
+	}()
+	return stop, nil
 }
 
 // NewServer builds the API over an ACL state; the daemon and tests use it.

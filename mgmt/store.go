@@ -32,6 +32,7 @@ var (
 	keySchema     = []byte("schema")
 	keyPolicy     = []byte("policy")
 	keyProtect    = []byte("protect")
+	keyL7         = []byte("l7")
 )
 
 // chunkBytes is the size of one stored slice of a list's entries.
@@ -126,6 +127,7 @@ type State struct {
 	Protect  []netip.Prefix
 	Lists    []StoredList
 	Services []StoredService
+	L7       L7State
 }
 
 // StoredService is an L4 service with the version the API reports.
@@ -152,6 +154,11 @@ func (s *Store) Load() (State, error) {
 				return fmt.Errorf("protect: %w", err)
 			}
 			st.Protect = p
+		}
+		if v := meta.Get(keyL7); v != nil {
+			if err := json.Unmarshal(v, &st.L7); err != nil {
+				return fmt.Errorf("l7 state: %w", err)
+			}
 		}
 		err := tx.Bucket(bucketSvcs).ForEach(func(k, v []byte) error {
 			var svc StoredService
@@ -211,6 +218,15 @@ func (s *Store) PutService(svc StoredService) error {
 // DeleteService removes a service; an absent one is not an error.
 func (s *Store) DeleteService(name string) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketSvcs).Delete([]byte(name)) })
+}
+
+// PutL7 stores the L7 state document.
+func (s *Store) PutL7(doc L7State) error {
+	v, err := json.Marshal(doc)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyL7, v) })
 }
 
 // SetPolicy stores the policy mode.

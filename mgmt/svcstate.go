@@ -7,9 +7,11 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/sluicelb/sluice/l4"
+	"github.com/sluicelb/sluice/l7"
 	"github.com/sluicelb/sluice/maps"
 )
 
@@ -29,29 +31,66 @@ type svcCounters interface {
 
 // svcState is the desired L4 services: validated, applied through the
 // reconciler, then stored; one writer at a time.
+//
+// L4 services live in the reconciler; L7 services (mode l7) live here and
+// go to the proxy through onL7, which gets every L7 endpoint after a change
+// and may refuse it (a virtual server still listens on a service).
 type svcState struct {
 	mu       sync.Mutex
 	store    svcStore
 	rec      *l4.Reconciler
 	counters svcCounters
 	versions map[string]uint64
+	l7       map[string]l4.Service
+	onL7     func(map[string]netip.AddrPort) error
 	log      *slog.Logger
 }
 
 func newSvcState(store svcStore, rec *l4.Reconciler, counters svcCounters, log *slog.Logger) *svcState {
-	return &svcState{store: store, rec: rec, counters: counters, versions: map[string]uint64{}, log: log}
+	return &svcState{store: store, rec: rec, counters: counters, versions: map[string]uint64{},
+		l7: map[string]l4.Service{}, onL7: func(map[string]netip.AddrPort) error { return nil }, log: log}
 }
 
 // restore applies the stored services, then removes what the pinned maps
-// still hold of services deleted while the daemon was down.
+// still hold of services deleted while the daemon was down. L7 services
+// are only collected: the daemon hands them to the proxy with the rest of
+// the L7 state.
 func (s *svcState) restore(st State) error {
 	for _, svc := range st.Services {
-		if err := s.rec.Set(svc.Service); err != nil {
+		if svc.Mode == l4.ModeL7 {
+			s.l7[svc.Name] = svc.Service
+		} else if err := s.rec.Set(svc.Service); err != nil {
 			return fmt.Errorf("restore service %s: %w", svc.Name, err)
 		}
 		s.versions[svc.Name] = svc.Version
 	}
 	return s.rec.Prune()
+}
+
+// l7Endpoints returns the VIP:port of every L7 service by name.
+func (s *svcState) l7Endpoints() map[string]netip.AddrPort {
+	out := make(map[string]netip.AddrPort, len(s.l7))
+	for name, svc := range s.l7 {
+		out[name] = netip.AddrPortFrom(svc.VIP, svc.Port)
+	}
+	return out
+}
+
+// L7Endpoints is l7Endpoints under the lock.
+func (s *svcState) L7Endpoints() map[string]netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.l7Endpoints()
+}
+
+// all returns every service, L4 and L7, sorted by name.
+func (s *svcState) all() []l4.Service {
+	out := s.rec.Services()
+	for _, svc := range s.l7 {
+		out = append(out, svc)
+	}
+	slices.SortFunc(out, func(a, b l4.Service) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // ServiceView is a service as the API shows it.
@@ -61,6 +100,9 @@ type ServiceView struct {
 }
 
 func (s *svcState) find(name string) (l4.Service, bool) {
+	if svc, ok := s.l7[name]; ok {
+		return svc, true
+	}
 	for _, svc := range s.rec.Services() {
 		if svc.Name == name {
 			return svc, true
@@ -72,7 +114,7 @@ func (s *svcState) find(name string) (l4.Service, bool) {
 func (s *svcState) list() []ServiceView {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	svcs := s.rec.Services()
+	svcs := s.all()
 	out := make([]ServiceView, len(svcs))
 	for i, svc := range svcs {
 		out[i] = ServiceView{Service: svc, Version: s.versions[svc.Name]}
@@ -105,20 +147,69 @@ func (s *svcState) put(svc l4.Service, ifMatch string) (ServiceView, error) {
 
 func (s *svcState) apply(svc l4.Service, old l4.Service, existed bool) (ServiceView, error) {
 	svc.Normalize()
-	if err := s.rec.Set(svc); err != nil {
-		return ServiceView{}, svcError(err)
+	if err := s.set(svc, old, existed); err != nil {
+		return ServiceView{}, err
 	}
 	version := s.versions[svc.Name] + 1
 	if err := s.store.PutService(StoredService{Service: svc, Version: version}); err != nil {
 		if existed {
-			err = errors.Join(err, s.rec.Set(old))
+			err = errors.Join(err, s.set(old, svc, true))
 		} else {
-			err = errors.Join(err, s.rec.Delete(svc.Name))
+			err = errors.Join(err, s.unset(svc))
 		}
 		return ServiceView{}, fmt.Errorf("store service %s: %w", svc.Name, err)
 	}
 	s.versions[svc.Name] = version
 	return ServiceView{Service: svc, Version: version}, nil
+}
+
+// set applies svc where its mode belongs, taking old (of the other kind,
+// when the mode changed) out of the other place.
+func (s *svcState) set(svc, old l4.Service, existed bool) error {
+	if svc.Mode != l4.ModeL7 {
+		if err := s.rec.Set(svc); err != nil {
+			return svcError(err)
+		}
+		if existed && old.Mode == l4.ModeL7 {
+			delete(s.l7, old.Name)
+			return s.onL7(s.l7Endpoints())
+		}
+		return nil
+	}
+	if err := svc.Validate(); err != nil {
+		return svcError(err)
+	}
+	others := slices.DeleteFunc(s.all(), func(o l4.Service) bool { return o.Name == svc.Name })
+	if err := l4.ValidateSet(append(others, svc)); err != nil {
+		return svcError(err)
+	}
+	prev, had := s.l7[svc.Name]
+	s.l7[svc.Name] = svc
+	if err := s.onL7(s.l7Endpoints()); err != nil {
+		if had {
+			s.l7[svc.Name] = prev
+		} else {
+			delete(s.l7, svc.Name)
+		}
+		return l7Error(err)
+	}
+	if existed && old.Mode != l4.ModeL7 {
+		return s.rec.Delete(old.Name)
+	}
+	return nil
+}
+
+// unset removes a service from where its mode put it.
+func (s *svcState) unset(svc l4.Service) error {
+	if svc.Mode != l4.ModeL7 {
+		return s.rec.Delete(svc.Name)
+	}
+	delete(s.l7, svc.Name)
+	if err := s.onL7(s.l7Endpoints()); err != nil {
+		s.l7[svc.Name] = svc
+		return err
+	}
+	return nil
 }
 
 // BackendPatch changes one backend of a service; nil fields stay.
@@ -155,11 +246,28 @@ func (s *svcState) patchBackend(name string, addr netip.Addr, p BackendPatch, if
 func (s *svcState) delete(name, ifMatch string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.find(name); !ok {
+	svc, ok := s.find(name)
+	if !ok {
 		return errNotFound("no service %q", name)
 	}
 	if err := checkIfMatch(true, s.versions[name], ifMatch); err != nil {
 		return err
+	}
+	if svc.Mode == l4.ModeL7 {
+		// The proxy refuses while a virtual server listens here; nothing
+		// is stored before that.
+		if err := s.unset(svc); err != nil {
+			if errors.Is(err, l7.ErrInvalidConfig) {
+				return errConflict("service %q is in use: %v", name, err)
+			}
+			return l7Error(err)
+		}
+		if err := s.store.DeleteService(name); err != nil {
+			s.l7[name] = svc
+			return errors.Join(fmt.Errorf("store: %w", err), s.onL7(s.l7Endpoints()))
+		}
+		delete(s.versions, name)
+		return nil
 	}
 	if err := s.store.DeleteService(name); err != nil {
 		return fmt.Errorf("store: %w", err)

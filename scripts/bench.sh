@@ -11,7 +11,9 @@ trap 'scripts/lab.sh down >/dev/null 2>&1 || true; ipset destroy sluice-bench 2>
 metric() { # metric FILE BENCHNAME UNIT: the value reported before UNIT
 	awk -v b="$2" -v u="$3" '$1 ~ "^"b"(-[0-9]+)?$" { for (i = 2; i <= NF; i++) if ($i == u) print $(i-1) }' "$1" | tail -1
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "—" }'; }
+ratio() { # ratio A B: A / B, or — when either was not measured
+	awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f×", a / b; else print "—" }'
+}
 rows=()
 row() { rows+=("$(printf '| %s | %s | %s | %s | %s |' "$@")"); }
 
@@ -56,6 +58,31 @@ mpps() { awk -v r="$1" 'BEGIN { if (r ~ /^[0-9.]+$/) printf "%.2f", r / 1e6; els
 for peer in iptables_ipset nftables_set; do
 	row "drop rate on veth, Mpps, vs $peer" "$(mpps "$(rate sluice)")" "$(mpps "$(rate $peer)")" "$(ratio "$(rate sluice)" "$(rate $peer)")" "≥ 4×"
 done
+
+echo "== L4 per-packet cost through BPF_PROG_TEST_RUN (1,000 services × 100 backends, Maglev M = 65537)"
+go test -run '^$' -bench 'XDPDropBare|L4' -benchtime 200x ./bpf/ | tee "$out/l4.txt"
+bare=$(metric "$out/l4.txt" BenchmarkXDPDropBare ns/pkt)
+hit=$(metric "$out/l4.txt" BenchmarkL4/conntrack-hit ns/pkt)
+miss=$(metric "$out/l4.txt" BenchmarkL4/new-flow ns/pkt)
+row "L4 connection-table hit, ns/packet" "$hit" "bare XDP_DROP $bare" "$(ratio "$hit" "$bare")" "≤ 4.0×"
+row "L4 new flow, ns/packet" "$miss" "bare XDP_DROP $bare" "$(ratio "$miss" "$bare")" "≤ 8.0×"
+
+echo "== L4 forwarding on veth, live-frames generator, 16,384 client ports, 100 backends"
+echo "   (frames counted where they arrive, at the backends' veth; then real TCP connections"
+echo "   through Sluice dsr-ipip and through HAProxy mode tcp, same clients and backends:"
+echo "   each connection is connect, 16-byte request, 16-byte reply, close)"
+go run ./scripts/vethbench -mode l4 -packets 4000000 -runs 3 | tee "$out/vethl4.txt"
+l4v() { awk -v n="$1" '$1 == n { print $2 }' "$out/vethl4.txt"; }
+num() { awk -v v="$1" -v d="$2" -v s="$3" 'BEGIN { if (v ~ /^[0-9.]+$/) printf "%.*f", d, v / s; else print "not measured" }'; }
+for m in ipip l2; do
+	row "L4 forwarding on veth, Mpps, dsr-$m vs nftables DNAT (numgen)" "$(num "$(l4v sluice_$m)" 2 1e6)" \
+		"$(num "$(l4v nftables_dnat)" 2 1e6)" "$(ratio "$(l4v sluice_$m)" "$(l4v nftables_dnat)")" "≥ 4×"
+done
+row "veth harness ceiling (XDP redirect, no load balancing), Mpps" "$(num "$(l4v xdp_redirect_only)" 2 1e6)" "—" "—" "—"
+row "new TCP connections/s (req+reply), dsr-ipip vs HAProxy mode tcp" "$(num "$(l4v sluice_tcp_conn)" 0 1)" \
+	"$(num "$(l4v haproxy_tcp_conn)" 0 1)" "$(ratio "$(l4v sluice_tcp_conn)" "$(l4v haproxy_tcp_conn)")" "≥ 10×"
+row "load balancer CPU per TCP connection, µs (ratio: HAProxy ÷ Sluice)" "$(num "$(l4v sluice_tcp_conn_cpu)" 1 1e3)" \
+	"$(num "$(l4v haproxy_tcp_conn_cpu)" 1 1e3)" "$(ratio "$(l4v haproxy_tcp_conn_cpu)" "$(l4v sluice_tcp_conn_cpu)")" "—"
 
 if ls l4/*_test.go >/dev/null 2>&1 && grep -q BenchmarkBuildTable l4/*_test.go; then
 	echo "== Maglev table build, 1,000 backends, M = 65537"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # demo.sh: bring up the lab, show traffic passing, deny the client, show the
-# same traffic dropped at XDP and counted, then tear the lab down.
+# same traffic dropped at XDP and counted; forward an L4 VIP at the NIC and
+# serve an L7 VIP through the proxy; then tear the lab down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 trap 'echo; scripts/lab.sh down' EXIT INT TERM
@@ -28,3 +29,23 @@ step "What was dropped, and why"
 bin/sluice stats
 curl -s --unix-socket /tmp/sluice-lab/sluice.sock http://sluice/metrics | grep -E '^sluice_(acl_drops|drops|acl_entries)'
 rm -f /tmp/sluice-demo-deny.txt
+
+step "L4 at the NIC: a VIP forwarded to the backend in IPIP (DSR); the backend answers the client directly"
+bin/sluice svc set echo --vip 10.99.100.10 --port 7007 --mode dsr-ipip --backend 10.99.2.2
+try ip netns exec $C bin/sltool probe tcp 10.99.100.10:7007 -src 10.99.1.3
+bin/sluice svc show echo
+
+step "L7: a VIP handed to the proxy (sk_lookup, no iptables), two upstream servers"
+bin/sluice svc set web --vip 10.99.100.80 --port 80 --mode l7
+bin/sluice upstream set app --server 10.99.2.2:8080 --server 10.99.2.2:8081
+bin/sluice vs set site --service web
+bin/sluice location set site root --path / --upstream app
+for _ in 1 2 3 4; do try ip netns exec $C curl -s -m 2 --interface 10.99.1.3 http://10.99.100.80/; done
+step "The denied client is dropped at XDP before it reaches the proxy"
+try ip netns exec $C curl -s -m 2 --interface 10.99.1.2 http://10.99.100.80/
+step "Take a server out through the dynamic upstream API: no reload, no failed request"
+bin/sluice upstream server set app 2 --down
+for _ in 1 2; do try ip netns exec $C curl -s -m 2 --interface 10.99.1.3 http://10.99.100.80/; done
+bin/sluice upstream show app
+step "Live L7 statistics (also at /ui and in Prometheus)"
+bin/sluice stats --l7

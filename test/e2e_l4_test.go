@@ -114,9 +114,13 @@ func TestL4DSRIPIP(t *testing.T) {
 	// kill -9 and a restart of the daemon during traffic break no established connection.
 	stop := make(chan struct{})
 	errs := make(chan error, 1)
+	if len(held["b1"]) < 2 {
+		t.Fatalf("too few held connections on b1: %v", held)
+	}
+	c := held["b1"][0] // asked in the background only, so requests don't interleave
+	held["b1"] = held["b1"][1:]
 	go func() {
 		defer close(errs)
-		c := held["b1"][0]
 		for {
 			select {
 			case <-stop:

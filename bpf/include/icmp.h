@@ -4,12 +4,39 @@
 #ifndef SLUICE_ICMP_H
 #define SLUICE_ICMP_H
 
-#include <linux/icmp.h>
 #include <linux/icmpv6.h>
 #include "parse.h"
 #include "csum.h"
 #include "encap.h"
 #include "maps.h"
+
+/* The ICMP header and types of <linux/icmp.h>, written out: that header
+ * pulls in <linux/if.h> and through it the C library's <sys/socket.h>,
+ * which a BPF target cannot include (it asks for gnu/stubs-32.h). */
+struct icmphdr {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	union {
+		struct {
+			__be16 id;
+			__be16 sequence;
+		} echo;
+		__be32 gateway;
+		struct {
+			__be16 __unused;
+			__be16 mtu;
+		} frag;
+		__u8 reserved[4];
+	} un;
+};
+
+#define ICMP_ECHOREPLY 0
+#define ICMP_DEST_UNREACH 3
+#define ICMP_ECHO 8
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
+#define ICMP_FRAG_NEEDED 4
 
 #define ICMP6_MIN_MTU 1280
 #define FLOW_STATS(field)                                                   \

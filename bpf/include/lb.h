@@ -3,7 +3,6 @@
 #ifndef SLUICE_LB_H
 #define SLUICE_LB_H
 
-#include <linux/icmp.h>
 #include <linux/icmpv6.h>
 #include "parse.h"
 #include "encap.h"

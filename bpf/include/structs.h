@@ -174,4 +174,22 @@ struct lb_flow_stats {
 	__u64 too_big;     /* ICMP fragmentation-needed / packet-too-big sent */
 };
 
+/* An endpoint the sk_lookup program steers to a listener (bpf/sk_lookup.c).
+ * The address is laid out as in svc_key: IPv4 in the first 4 bytes, the rest
+ * zero. Mirrored in Go by bpf.SkLookupSteerKey. */
+struct steer_key {
+	__u8 addr[16];
+	__be16 port; /* network order; 0: every port of the address */
+	__u8 proto;  /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 family; /* 4 or 6 */
+};
+
+/* Counters of the sk_lookup program, one per-CPU entry.
+ * Mirrored in Go by bpf.SkLookupSteerStats. */
+struct steer_stats {
+	__u64 steered;   /* lookups handed to a listener */
+	__u64 no_socket; /* an endpoint whose listener slot is empty: normal lookup */
+	__u64 refused;   /* bpf_sk_assign failed (family or protocol mismatch): normal lookup */
+};
+
 #endif /* SLUICE_STRUCTS_H */

@@ -44,6 +44,9 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "encap-src4", Usage: "outer source prefix of IPIP (default: the VIP)"},
 			&cli.StringFlag{Name: "encap-src6", Usage: "outer source prefix of IP6IP6 (default: the VIP)"},
 			&cli.IntFlag{Name: "udp-timeout", Usage: "seconds an idle UDP flow keeps its backend"},
+			&cli.BoolFlag{Name: "no-l7", Usage: "run without the L7 proxy and its intercept"},
+			&cli.IntFlag{Name: "l7-header-timeout", Usage: "seconds a client may take to send its request headers (slowloris)"},
+			&cli.IntFlag{Name: "l7-idle-timeout", Usage: "seconds an idle keep-alive connection stays open"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := wantArgs(c, 0, 0); err != nil {
@@ -97,6 +100,15 @@ func serveConfig(c *cli.Context) (mgmt.Config, error) {
 	}
 	if c.IsSet("udp-timeout") {
 		cfg.L4.UDPTimeoutSeconds = c.Int("udp-timeout")
+	}
+	if c.IsSet("no-l7") {
+		cfg.L7.Disabled = c.Bool("no-l7")
+	}
+	if c.IsSet("l7-header-timeout") {
+		cfg.L7.ReadHeaderTimeoutSeconds = c.Int("l7-header-timeout")
+	}
+	if c.IsSet("l7-idle-timeout") {
+		cfg.L7.IdleTimeoutSeconds = c.Int("l7-idle-timeout")
 	}
 	if c.IsSet("iface") {
 		cfg.Interfaces = c.StringSlice("iface")

@@ -38,7 +38,7 @@ func svcSetCommand() *cli.Command {
 			&cli.StringFlag{Name: "vip", Required: true, Usage: "virtual IP (IPv4 or IPv6)"},
 			&cli.UintFlag{Name: "port", Usage: "port; 0 takes every port of the VIP"},
 			&cli.StringFlag{Name: "proto", Value: "tcp", Usage: "tcp or udp"},
-			&cli.StringFlag{Name: "mode", Value: string(l4.ModeDSRIPIP), Usage: "dsr-ipip or dsr-l2"},
+			&cli.StringFlag{Name: "mode", Value: string(l4.ModeDSRIPIP), Usage: "dsr-ipip, dsr-l2 or l7 (the L7 proxy answers; no backends)"},
 			&cli.StringSliceFlag{Name: "backend", Usage: "ADDR[,weight=N][,state=active|drain|down] (repeatable)"},
 			&cli.UintFlag{Name: "table-size", Usage: "Maglev table size, a prime (default 65537)"},
 			&cli.StringFlag{Name: "hash", Usage: "5-tuple (default) or src-ip (client affinity)"},
@@ -131,6 +131,10 @@ func serviceTable(w io.Writer, s client.Service) {
 	row(w, "name", s.Name)
 	row(w, "endpoint", s.Endpoint())
 	row(w, "mode", s.Mode)
+	if s.Mode == l4.ModeL7 {
+		row(w, "version", s.Version)
+		return // the proxy's virtual servers say where its requests go
+	}
 	row(w, "hash", s.HashInput)
 	row(w, "table size", s.TableSize)
 	row(w, "version", s.Version)

@@ -1,9 +1,20 @@
-// Command vethbench measures drop rates on a veth pair: a live-frames XDP
-// generator (BPF_F_TEST_XDP_LIVE_FRAMES) in one namespace sends frames whose
-// source is in a 1M-entry list to its peer in another, where Sluice's XDP ACL,
-// iptables (raw table) with an ipset, or an nftables set drops them. It
-// prints one "name packets-per-second" line per contender. Root only; used by
-// `make bench`.
+// Command vethbench measures packet rates on veth pairs driven by a
+// live-frames XDP generator (BPF_F_TEST_XDP_LIVE_FRAMES). It prints one
+// "name packets-per-second" line per contender ("name not-measured" when a
+// contender could not be set up). Root only; used by `make bench`.
+//
+// -mode acl (the default): the generator in one namespace sends frames whose
+// source is in a 1M-entry list to its peer in another, where Sluice's XDP
+// ACL, iptables (raw table) with an ipset, or an nftables set drops them.
+//
+// -mode l4: the generator sends UDP frames to a VIP from many source ports
+// (one flow each) to a load balancer's namespace, which forwards them to
+// backends behind a second veth: Sluice's XDP L4 path (dsr-ipip and dsr-l2,
+// redirected to the second veth) or nftables DNAT (numgen round robin) in the
+// kernel's forwarding path. Forwarded frames are counted where they arrive,
+// on the backends' veth; see l4.go. Then real TCP connections go through
+// Sluice and through HAProxy, printed as "name connections-per-second" and
+// "name_cpu load-balancer-nanoseconds-per-connection"; see tcp.go.
 package main
 
 import (
@@ -35,14 +46,24 @@ const bpfFTestXDPLiveFrames = 1 << 1
 
 var (
 	packets = flag.Int("packets", 4_000_000, "frames per contender")
-	list    = flag.String("list", "", "list file (one IPv4 address or prefix per line); the source 10.98.0.1 is added")
+	list    = flag.String("list", "", "acl: list file (one IPv4 address or prefix per line); the source 10.98.0.1 is added")
+	mode    = flag.String("mode", "acl", "acl: drop rates of ACLs; l4: forwarding rates of L4 load balancing")
 )
 
 type lab struct{ gen, rx, genIf, rxIf string }
 
 func main() {
 	flag.Parse()
-	if err := run(); err != nil {
+	var err error
+	switch *mode {
+	case "acl":
+		err = run()
+	case "l4":
+		err = runL4()
+	default:
+		err = fmt.Errorf("-mode %q: want acl or l4", *mode)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "vethbench:", err)
 		os.Exit(1)
 	}
@@ -196,6 +217,10 @@ func (l lab) frame() ([]byte, int, error) {
 	return f, genIdx, nil
 }
 
+// errNothingCounted is returned when the receiver counted no frame, dropped
+// or arrived.
+var errNothingCounted = errors.New("the receiver counted nothing")
+
 type xdpMd struct {
 	Data, DataEnd, DataMeta, IngressIfindex, RxQueueIndex, EgressIfindex uint32
 }
@@ -207,6 +232,12 @@ func (l lab) measure(frame []byte, genIdx int, count func() (uint64, error)) (fl
 		return 0, err
 	}
 	defer gen.Close()
+	return l.measureWith(gen.XdpTxAll, frame, genIdx, count)
+}
+
+// measureWith runs the generator gen over *packets frames in l.gen and
+// returns how many per second count saw (drops, or arrivals).
+func (l lab) measureWith(gen *ebpf.Program, frame []byte, genIdx int, count func() (uint64, error)) (float64, error) {
 	before, err := count()
 	if err != nil {
 		return 0, err
@@ -225,7 +256,7 @@ func (l lab) measure(frame []byte, genIdx int, count func() (uint64, error)) (fl
 		}
 		defer unix.SchedSetaffinity(0, &orig)
 		start := time.Now()
-		_, err := gen.XdpTxAll.Run(&ebpf.RunOptions{Data: frame, Repeat: uint32(*packets),
+		_, err := gen.Run(&ebpf.RunOptions{Data: frame, Repeat: uint32(*packets),
 			Flags: bpfFTestXDPLiveFrames, BatchSize: 64, Context: xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(genIdx)}})
 		elapsed = time.Since(start)
 		return err
@@ -239,7 +270,7 @@ func (l lab) measure(frame []byte, genIdx int, count func() (uint64, error)) (fl
 		return 0, err
 	}
 	if after == before {
-		return 0, errors.New("the receiver dropped nothing")
+		return 0, errNothingCounted
 	}
 	return float64(after-before) / elapsed.Seconds(), nil
 }

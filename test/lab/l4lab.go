@@ -126,13 +126,7 @@ func (l *L4Lab) StartL4Daemon(extra ...string) *Daemon {
 // Dial opens a TCP connection from the client namespace. The socket belongs
 // to the namespace it was made in, so the caller may use it from anywhere.
 func (l *L4Lab) Dial(addr string) (net.Conn, error) {
-	var c net.Conn
-	err := inNS(l.Client, func() error {
-		var err error
-		c, err = net.DialTimeout("tcp", addr, 2*time.Second)
-		return err
-	})
-	return c, err
+	return DialFrom(l.Client, addr, 2*time.Second)
 }
 
 // DialUDP opens a connected UDP socket from the client namespace.

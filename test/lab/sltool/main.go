@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -71,14 +72,55 @@ func serve(args []string) {
 		}()
 	}
 	if *httpAddr != "" {
-		go func() {
-			errc <- http.ListenAndServe(*httpAddr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				fmt.Fprintf(w, "hello from %s\n", *name)
-			}))
-		}()
+		// HTTP/1.1 and h2c, so gRPC can reach it over HTTP/2.
+		var protos http.Protocols
+		protos.SetHTTP1(true)
+		protos.SetUnencryptedHTTP2(true)
+		srv := &http.Server{Addr: *httpAddr, Handler: httpHandler(*name), Protocols: &protos}
+		go func() { errc <- srv.ListenAndServe() }()
 	}
 	fmt.Println("ready")
 	fail(<-errc)
+}
+
+// httpHandler answers with the server's name and what it saw of the
+// forwarding headers; /ws upgrades and echoes lines upper-cased (a minimal
+// WebSocket-like echo: the proxy only needs to pass the upgrade through);
+// a gRPC request gets its message back with grpc-status 0 in a trailer.
+func httpHandler(name string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Backend", name)
+		w.Header().Set("X-Seen-XFF", r.Header.Get("X-Forwarded-For"))
+		w.Header().Set("X-Seen-Proto", r.Header.Get("X-Forwarded-Proto"))
+		switch {
+		case r.Header.Get("Upgrade") == "websocket":
+			c, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+			brw.Flush()
+			for {
+				line, err := brw.ReadString('\n')
+				if err != nil {
+					return
+				}
+				brw.WriteString(strings.ToUpper(line))
+				brw.Flush()
+			}
+		case strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc"):
+			w.Header().Set("Content-Type", "application/grpc")
+			w.Header().Set("Trailer", "Grpc-Status")
+			w.Header().Set("X-Upstream-Proto", r.Proto)
+			body, _ := io.ReadAll(r.Body)
+			w.Write(body)
+			w.Header().Set("Grpc-Status", "0")
+		default:
+			_, _ = io.Copy(io.Discard, r.Body)
+			fmt.Fprintf(w, "hello from %s\n", name)
+		}
+	})
 }
 
 // probe exits 0 when a reply came back, 1 when none did within the timeout.

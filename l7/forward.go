@@ -1,0 +1,389 @@
+package l7
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/sluicelb/sluice/l7/accesslog"
+	"github.com/sluicelb/sluice/l7/stats"
+	"github.com/sluicelb/sluice/l7/upstream"
+)
+
+// exchange is one request's state between the handler, the round trip and
+// the error handler.
+type exchange struct {
+	route        *route
+	in           *http.Request
+	body         *countingBody
+	upstreamAddr string
+	upstreamTime time.Duration
+	status       int // set by the error handler, or the upstream's for an upgrade
+}
+
+type exchangeKey struct{}
+
+// ServeHTTP routes one request: the service by the connection's VIP:port,
+// the virtual server by Host, the location by path; then the reverse proxy
+// forwards it, and the counters and the access log get what happened.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	la, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	var ep *endpoint
+	if la != nil {
+		ep = p.current().endpoints[localAddrPort(la)]
+	}
+	if ep == nil {
+		http.Error(w, "no service here", http.StatusMisdirectedRequest)
+		return
+	}
+	vs := ep.vserverFor(r.Host)
+	vs.stats.ConnOpen()
+	defer vs.stats.ConnClose()
+	cw := &countingWriter{ResponseWriter: w}
+	x := &exchange{in: r}
+	if r.Body != nil && r.Body != http.NoBody {
+		x.body = &countingBody{rc: r.Body}
+		r.Body = x.body
+	}
+	rt := vs.routeFor(r.URL.Path)
+	locName := ""
+	if rt == nil {
+		http.Error(cw, "no location for this path", http.StatusNotFound)
+	} else {
+		locName = rt.name
+		rt.stats.ConnOpen()
+		x.route = rt
+		p.rp.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
+		rt.stats.ConnClose()
+	}
+	status := cw.status
+	if status == 0 {
+		status = x.status
+	}
+	s := stats.Sample{Status: status, BytesIn: x.body.count(), BytesOut: cw.n.Load(),
+		Duration: time.Since(start), UpstreamDuration: x.upstreamTime}
+	vs.stats.Observe(s)
+	if rt != nil {
+		rt.stats.Observe(s)
+	}
+	p.logAccess(r, x, vs.name, locName, s, start)
+}
+
+func (p *Proxy) logAccess(r *http.Request, x *exchange, vs, loc string, s stats.Sample, start time.Time) {
+	e := accesslog.Entry{
+		Time: start, RemoteAddr: r.RemoteAddr, Method: r.Method, Host: r.Host, URI: r.RequestURI,
+		Proto: r.Proto, Status: s.Status, BytesIn: s.BytesIn, BytesOut: s.BytesOut, Duration: s.Duration,
+		UpstreamAddr: x.upstreamAddr, UpstreamTime: x.upstreamTime, Referer: r.Referer(),
+		UserAgent: r.UserAgent(), VServer: vs, Location: loc, TLS: tlsName(r),
+	}
+	if x.route != nil {
+		e.Upstream = x.route.upstream
+	}
+	p.access.Log(&e)
+}
+
+func tlsName(r *http.Request) string {
+	if r.TLS != nil {
+		switch r.TLS.Version {
+		case 0x0304:
+			return "TLSv1.3"
+		case 0x0303:
+			return "TLSv1.2"
+		}
+		return "TLS"
+	}
+	if r.Context().Value(schemeKey{}) == "https" {
+		return "TLCP"
+	}
+	return ""
+}
+
+// rewrite prepares the outbound request: the client's address appended to
+// X-Forwarded-For and Forwarded, the scheme in X-Forwarded-Proto, the
+// Host the client asked for. ReverseProxy has already removed hop-by-hop
+// headers (Connection and the ones it names, Keep-Alive, TE, …).
+func rewrite(pr *httputil.ProxyRequest) {
+	in := pr.In
+	if xff, ok := in.Header["X-Forwarded-For"]; ok {
+		pr.Out.Header["X-Forwarded-For"] = xff
+	}
+	pr.SetXForwarded()
+	scheme, _ := in.Context().Value(schemeKey{}).(string)
+	if scheme == "" {
+		scheme = "http"
+	}
+	pr.Out.Header.Set("X-Forwarded-Proto", scheme)
+	client, _, _ := net.SplitHostPort(in.RemoteAddr)
+	if strings.Contains(client, ":") {
+		client = `"[` + client + `]"`
+	}
+	fwd := "for=" + client + ";proto=" + scheme
+	if in.Host != "" {
+		fwd += `;host="` + in.Host + `"`
+	}
+	if prior := in.Header.Get("Forwarded"); prior != "" {
+		fwd = prior + ", " + fwd
+	}
+	pr.Out.Header.Set("Forwarded", fwd)
+	pr.Out.Host = in.Host
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = "upstream" // the round trip picks the server
+}
+
+var (
+	errNoServer       = errors.New("no upstream server available")
+	errUpstreamTimout = errors.New("upstream timed out")
+)
+
+// roundTrip sends one request to the location's upstream: pick a server,
+// try it, and on failure move on to the next while that is safe: always
+// after a connection error (nothing was sent), after other errors only for
+// idempotent requests (or when the location allows any), and never once
+// the request body has started to flow.
+func (p *Proxy) roundTrip(req *http.Request) (*http.Response, error) {
+	x, _ := req.Context().Value(exchangeKey{}).(*exchange)
+	if x == nil || x.route == nil || x.route.pool == nil {
+		return nil, errNoServer
+	}
+	rt := x.route
+	tr := rt.tr
+	key := rt.pool.KeyFor(x.in)
+	if req.Body != nil {
+		req.Body = io.NopCloser(req.Body) // the transport closes bodies on errors; a retry needs it open
+	}
+	var triedBuf [4]*upstream.Server
+	tried := triedBuf[:0]
+	var lastErr error
+	for len(tried) < rt.tries {
+		srv := rt.pool.Pick(key, tried)
+		if srv == nil {
+			break
+		}
+		resp, err := p.attempt(req, x, tr, srv)
+		if err == nil {
+			return resp, nil
+		}
+		lastErr = err
+		if req.Context().Err() != nil {
+			return nil, err // the client went away; not the server's fault
+		}
+		tried = append(tried, srv)
+		if x.body.count() > 0 || !(isConnectError(err) || rt.retryAny || idempotent(req.Method)) {
+			break
+		}
+	}
+	if lastErr == nil {
+		lastErr = errNoServer
+	}
+	return nil, lastErr
+}
+
+// attempt is one try against one server. The server is held (active
+// count, counters) until the response body is closed.
+func (p *Proxy) attempt(req *http.Request, x *exchange, tr *upstreamTransport, srv *upstream.Server) (*http.Response, error) {
+	rt := x.route
+	addr := srv.Addr()
+	ss := p.stats.Server(rt.upstream, addr)
+	srv.Acquire()
+	ss.ConnOpen()
+	out := req.Clone(req.Context())
+	out.URL.Host = addr
+	out.URL.Scheme = tr.scheme
+	ctx, cancel := context.WithCancel(req.Context())
+	if rt.connectTimeout > 0 {
+		ctx = context.WithValue(ctx, connectTimeoutKey{}, rt.connectTimeout)
+	}
+	readTimeout := rt.readTimeout
+	if readTimeout <= 0 {
+		readTimeout = tr.readTimeout
+	}
+	var timedOut atomic.Bool
+	timer := time.AfterFunc(readTimeout, func() { timedOut.Store(true); cancel() })
+	start := time.Now()
+	resp, err := tr.pick(out).RoundTrip(out.WithContext(ctx))
+	stopped := timer.Stop()
+	took := time.Since(start)
+	if err != nil || !stopped {
+		if err == nil {
+			resp.Body.Close()
+			err = errUpstreamTimout
+		} else if timedOut.Load() {
+			err = errUpstreamTimout
+		}
+		cancel()
+		srv.Release()
+		ss.ConnClose()
+		if req.Context().Err() == nil {
+			srv.Report(false)
+			ss.Observe(stats.Sample{Status: statusFor(err), UpstreamDuration: took})
+		}
+		return nil, err
+	}
+	srv.Report(true)
+	x.upstreamAddr, x.upstreamTime = addr, took
+	status := resp.StatusCode
+	done := func(n int64) {
+		cancel()
+		srv.Release()
+		ss.ConnClose()
+		ss.Observe(stats.Sample{Status: status, BytesOut: n, UpstreamDuration: took})
+	}
+	if rw, ok := resp.Body.(io.ReadWriteCloser); ok && status == http.StatusSwitchingProtocols {
+		x.status = status // the upgrade hijacks the connection; the writer never sees it
+		resp.Body = &upgradedBody{ReadWriteCloser: rw, done: done}
+	} else {
+		resp.Body = &heldBody{rc: resp.Body, done: done}
+	}
+	return resp, nil
+}
+
+type connectTimeoutKey struct{}
+
+func statusFor(err error) int {
+	switch {
+	case errors.Is(err, errNoServer):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, errUpstreamTimout), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}
+
+// upstreamError answers when no server could: 503 without a usable
+// server, 504 on a timeout, 502 otherwise, 499 (nginx's "client closed
+// request", not sent) when the client went away.
+func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	status := statusFor(err)
+	if r.Context().Err() != nil {
+		status = 499
+	}
+	if x, _ := r.Context().Value(exchangeKey{}).(*exchange); x != nil {
+		x.status = status
+	}
+	if status == 499 {
+		return
+	}
+	p.log.Debug("upstream error", "host", r.Host, "path", r.URL.Path, "status", status, "err", err)
+	http.Error(w, http.StatusText(status), status)
+}
+
+func isConnectError(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH)
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// heldBody releases the server when the proxy is done with the response.
+type heldBody struct {
+	rc   io.ReadCloser
+	n    int64
+	once atomic.Bool
+	done func(int64)
+}
+
+func (b *heldBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.n += int64(n)
+	return n, err
+}
+
+func (b *heldBody) Close() error {
+	err := b.rc.Close()
+	if b.once.CompareAndSwap(false, true) {
+		b.done(b.n)
+	}
+	return err
+}
+
+// upgradedBody is heldBody for a 101 answer: ReverseProxy needs to write
+// to it (WebSocket and other upgrades).
+type upgradedBody struct {
+	io.ReadWriteCloser
+	once atomic.Bool
+	done func(int64)
+}
+
+func (b *upgradedBody) Close() error {
+	err := b.ReadWriteCloser.Close()
+	if b.once.CompareAndSwap(false, true) {
+		b.done(0)
+	}
+	return err
+}
+
+// countingBody counts the request body bytes read.
+type countingBody struct {
+	rc io.ReadCloser
+	n  atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+func (b *countingBody) Close() error { return b.rc.Close() }
+
+func (b *countingBody) count() int64 {
+	if b == nil {
+		return 0
+	}
+	return b.n.Load()
+}
+
+// countingWriter records the status and counts the body bytes written.
+// Unwrap lets http.ResponseController (used by ReverseProxy for flushing
+// and upgrades) reach the real writer.
+type countingWriter struct {
+	http.ResponseWriter
+	status int
+	n      atomic.Int64
+}
+
+func (w *countingWriter) WriteHeader(code int) {
+	if w.status == 0 || w.status < 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *countingWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.n.Add(int64(n))
+	return n, err
+}
+
+func (w *countingWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

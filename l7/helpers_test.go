@@ -1,0 +1,126 @@
+package l7
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicelb/sluice/l7/upstream"
+)
+
+// testProxy runs a proxy on one loopback listener; its endpoint is the
+// listener's address, as the intercept would make it.
+type testProxy struct {
+	*Proxy
+	addr netip.AddrPort
+}
+
+func newTestProxy(t *testing.T, limits Limits) *testProxy {
+	t.Helper()
+	p, err := New(Options{Limits: limits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.Serve(ln)
+	t.Cleanup(func() { ln.Close(); p.Close() })
+	return &testProxy{Proxy: p, addr: ln.Addr().(*net.TCPAddr).AddrPort()}
+}
+
+// config is a one-service config over tp's endpoint.
+func (tp *testProxy) config(vss []VServer, ups ...upstream.Config) Config {
+	return Config{Endpoints: map[string]netip.AddrPort{"web": tp.addr}, VServers: vss, Upstreams: ups}
+}
+
+func (tp *testProxy) apply(t *testing.T, cfg Config) {
+	t.Helper()
+	if err := tp.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (tp *testProxy) url(path string) string { return "http://" + tp.addr.String() + path }
+
+// backend is an HTTP server that answers with its name and what it saw.
+func backend(t *testing.T, name string) *httptest.Server {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Backend", name)
+		w.Header().Set("X-Seen-XFF", r.Header.Get("X-Forwarded-For"))
+		w.Header().Set("X-Seen-Proto", r.Header.Get("X-Forwarded-Proto"))
+		w.Header().Set("X-Seen-Forwarded", r.Header.Get("Forwarded"))
+		w.Header().Set("X-Seen-Host", r.Host)
+		w.Header().Set("X-Seen-Foo", r.Header.Get("X-Foo"))
+		w.Header().Set("X-Seen-Path", r.URL.Path)
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "%s %d", name, n)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func hostPort(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+
+func pool(name string, addrs ...string) upstream.Config {
+	u := upstream.Config{Name: name}
+	for i, a := range addrs {
+		u.Servers = append(u.Servers, upstream.ServerConfig{ID: i + 1, Addr: a})
+	}
+	return u
+}
+
+func get(t *testing.T, c *http.Client, url, host string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host != "" {
+		req.Host = host
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s (Host %s): %v", url, host, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// selfSigned returns a PEM certificate and key for names.
+func selfSigned(t *testing.T, cn string, names ...string) (certPEM, keyPEM string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		DNSNames: names, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}))
+}

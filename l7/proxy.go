@@ -1,0 +1,349 @@
+// Package l7 is Sluice's reverse proxy: connections the intercept steers to
+// its listeners are served as HTTP/1.1, HTTP/2 (TLS with ALPN, or h2c),
+// WebSocket and gRPC, routed by host and path to upstream pools, and counted
+// per virtual server, location and upstream server. Its whole configuration
+// is swapped atomically by Apply; nothing is ever reloaded.
+package l7
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicelb/sluice/l7/accesslog"
+	"github.com/sluicelb/sluice/l7/stats"
+	"github.com/sluicelb/sluice/l7/tlcp"
+	"github.com/sluicelb/sluice/l7/upstream"
+)
+
+// Options are the proxy's fixed settings.
+type Options struct {
+	Logger *slog.Logger
+	Stats  *stats.Registry // nil: a new one
+	Limits Limits
+}
+
+// Proxy is the L7 reverse proxy. It is safe for concurrent use.
+type Proxy struct {
+	log    *slog.Logger
+	stats  *stats.Registry
+	access *accesslog.Logger
+	limits Limits
+
+	tab atomic.Pointer[table]
+
+	mu        sync.Mutex // serializes Apply; guards pools and transports
+	pools     map[string]*upstream.Pool
+	upstreams map[string]*upstreamTransport
+
+	plain, secure, gm *connQueue // connections by protocol, each served by one http.Server
+	servers           []*http.Server
+	rp                *httputil.ReverseProxy
+	tlsConfig         *tls.Config
+	tlcpConfig        *tlcp.Config
+	closed            chan struct{}
+	closeOnce         sync.Once
+}
+
+// New builds a proxy with an empty configuration: it answers 404 until the
+// first Apply.
+func New(opts Options) (*Proxy, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Stats == nil {
+		opts.Stats = stats.NewRegistry()
+	}
+	access, err := accesslog.New(accesslog.Config{})
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{log: opts.Logger, stats: opts.Stats, access: access, limits: opts.Limits.withDefaults(),
+		pools: map[string]*upstream.Pool{}, upstreams: map[string]*upstreamTransport{},
+		plain: newConnQueue(), secure: newConnQueue(), gm: newConnQueue(), closed: make(chan struct{})}
+	p.tab.Store(&table{endpoints: map[netip.AddrPort]*endpoint{}, tlsCerts: newCertSet(nil), tlcpCerts: newCertSet(nil)})
+	p.tlsConfig = &tls.Config{GetCertificate: p.tlsCertificate, NextProtos: []string{"h2", "http/1.1"},
+		MinVersion: tls.VersionTLS12}
+	p.tlcpConfig = &tlcp.Config{GetCertificate: p.tlcpCertificate, NextProtos: []string{"http/1.1"},
+		SessionCache: tlcp.NewSessionCache(4096, 10*time.Minute)}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:      rewrite,
+		Transport:    roundTripperFunc(p.roundTrip),
+		ErrorHandler: p.upstreamError,
+		BufferPool:   bufferPool{},
+		ErrorLog:     log.New(discard{}, "", 0),
+	}
+	var h1h2c, h1h2 http.Protocols
+	h1h2c.SetHTTP1(true)
+	h1h2c.SetUnencryptedHTTP2(true)
+	h1h2.SetHTTP1(true)
+	h1h2.SetHTTP2(true)
+	mk := func(protos *http.Protocols, scheme string) *http.Server {
+		return &http.Server{
+			Handler:           p,
+			Protocols:         protos,
+			ReadHeaderTimeout: time.Duration(p.limits.ReadHeaderTimeout),
+			IdleTimeout:       time.Duration(p.limits.IdleTimeout),
+			MaxHeaderBytes:    p.limits.MaxHeaderBytes,
+			ErrorLog:          log.New(discard{}, "", 0),
+			ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+				return context.WithValue(ctx, schemeKey{}, scheme)
+			},
+		}
+	}
+	var h1 http.Protocols
+	h1.SetHTTP1(true)
+	p.servers = []*http.Server{mk(&h1h2c, "http"), mk(&h1h2, "https"), mk(&h1, "https")}
+	for i, q := range []*connQueue{p.plain, p.secure, p.gm} {
+		go func() { _ = p.servers[i].Serve(q) }()
+	}
+	return p, nil
+}
+
+type schemeKey struct{}
+
+func (p *Proxy) current() *table { return p.tab.Load() }
+
+// Stats is the registry the proxy counts into.
+func (p *Proxy) Stats() *stats.Registry { return p.stats }
+
+// AccessLog is the proxy's access log, for Reopen on SIGUSR1 and its counters.
+func (p *Proxy) AccessLog() *accesslog.Logger { return p.access }
+
+// Apply validates cfg and makes it the proxy's configuration in one swap:
+// requests already routed finish on the pools they picked; upstream servers
+// that stay keep their connections, counters and health. A bad cfg returns
+// an error wrapping ErrInvalidConfig and changes nothing.
+func (p *Proxy) Apply(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// Build every new piece before touching the running ones.
+	pools := map[string]*upstream.Pool{}
+	fresh := map[string]bool{}
+	for _, uc := range cfg.Upstreams {
+		if old := p.pools[uc.Name]; old != nil {
+			pools[uc.Name] = old
+			continue
+		}
+		pool, err := upstream.NewPool(uc)
+		if err != nil {
+			return fmt.Errorf("%w: upstream %q: %w", ErrInvalidConfig, uc.Name, err)
+		}
+		pools[uc.Name], fresh[uc.Name] = pool, true
+	}
+	transports := map[string]*upstreamTransport{}
+	for _, uc := range cfg.Upstreams {
+		tr, err := p.transportFor(uc)
+		if err != nil {
+			return err
+		}
+		transports[uc.Name] = tr
+	}
+	tab, err := compile(&cfg, pools, transports, p.stats)
+	if err != nil {
+		return err
+	}
+	if err := p.access.Configure(cfg.AccessLog); err != nil {
+		return fmt.Errorf("%w: access log: %w", ErrInvalidConfig, err)
+	}
+	for _, uc := range cfg.Upstreams {
+		if !fresh[uc.Name] {
+			if err := pools[uc.Name].Update(uc); err != nil {
+				// Validated above, so this is a bug rather than bad input;
+				// the pool keeps its old servers.
+				p.log.Error("upstream update", "upstream", uc.Name, "err", err)
+			}
+		}
+	}
+	p.tab.Store(tab)
+	for name, tr := range p.upstreams {
+		if transports[name] != tr {
+			tr.closeIdle()
+		}
+	}
+	p.pools, p.upstreams = pools, transports
+	p.retainStats(&cfg)
+	return nil
+}
+
+// retainStats forgets the counters of objects the config no longer has.
+func (p *Proxy) retainStats(cfg *Config) {
+	var vss []string
+	var locs, srvs [][2]string
+	for _, v := range cfg.VServers {
+		vss = append(vss, v.Name)
+		for _, l := range v.Locations {
+			locs = append(locs, [2]string{v.Name, l.Name})
+		}
+	}
+	for _, u := range cfg.Upstreams {
+		for _, s := range u.Servers {
+			srvs = append(srvs, [2]string{u.Name, s.Addr})
+		}
+	}
+	p.stats.Retain(vss, locs, srvs)
+}
+
+// Pool returns the running pool of an upstream, for its servers' state.
+func (p *Proxy) Pool(name string) *upstream.Pool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pools[name]
+}
+
+// Serve accepts connections from a listener the intercept fills and hands
+// each to the server of its service's protocol. It returns when ln fails
+// or the proxy is closed.
+func (p *Proxy) Serve(ln net.Listener) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-p.closed:
+				return nil
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(5 * time.Millisecond)
+				continue
+			}
+			return err
+		}
+		p.dispatch(c)
+	}
+}
+
+func (p *Proxy) dispatch(c net.Conn) {
+	ep := p.current().endpoints[localAddrPort(c.LocalAddr())]
+	switch {
+	case ep == nil:
+		c.Close() // steered here, but the service is gone
+	case !ep.tls:
+		p.plain.push(c)
+	case p.current().tlcpCerts.def == nil:
+		p.secure.push(tls.Server(c, p.tlsConfig))
+	default:
+		// TLS and TLCP share the port: the first record's version tells
+		// them apart. Peek off the accept loop, so a silent client holds
+		// only its own goroutine.
+		go func() {
+			first, pc, err := tlcp.PeekConn(c, 3, time.Duration(p.limits.ReadHeaderTimeout))
+			if err != nil {
+				c.Close()
+				return
+			}
+			if tlcp.IsTLCPRecord(first) {
+				p.gm.push(tlcp.Server(pc, p.tlcpConfig))
+			} else {
+				p.secure.push(tls.Server(pc, p.tlsConfig))
+			}
+		}()
+	}
+}
+
+// Close stops serving: listeners given to Serve are the caller's to close;
+// open connections are closed.
+func (p *Proxy) Close() error {
+	p.closeOnce.Do(func() {
+		close(p.closed)
+		for _, s := range p.servers {
+			_ = s.Close()
+		}
+		p.mu.Lock()
+		for _, tr := range p.upstreams {
+			tr.closeIdle()
+		}
+		p.mu.Unlock()
+		_ = p.access.Close()
+	})
+	return nil
+}
+
+// Shutdown stops accepting and waits for requests in flight, up to ctx.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	var err error
+	for _, s := range p.servers {
+		if e := s.Shutdown(ctx); e != nil && err == nil {
+			err = e
+		}
+	}
+	_ = p.Close()
+	return err
+}
+
+func localAddrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// connQueue is a net.Listener fed by the dispatcher.
+type connQueue struct {
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newConnQueue() *connQueue {
+	return &connQueue{ch: make(chan net.Conn, 128), done: make(chan struct{})}
+}
+
+func (q *connQueue) push(c net.Conn) {
+	select {
+	case q.ch <- c:
+	case <-q.done:
+		c.Close()
+	}
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.ch:
+		return c, nil
+	case <-q.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.once.Do(func() { close(q.done) })
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return &net.TCPAddr{} }
+
+type discard struct{}
+
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// bufferPool lends the 32 KiB copy buffers of response bodies.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }
+
+var _ net.Listener = (*connQueue)(nil)
+var _ httputil.BufferPool = bufferPool{}

@@ -1,0 +1,427 @@
+package l7
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluicelb/sluice/l7/upstream"
+)
+
+func TestRequestsGoToTheVServerAndLocationTheyMatch(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	api, static, www, other := backend(t, "api"), backend(t, "static"), backend(t, "www"), backend(t, "other")
+	tp.apply(t, tp.config([]VServer{
+		{Name: "site", Service: "web", Hosts: []string{"example.com", "*.example.com"}, Locations: []Location{
+			{Name: "root", Path: "/", Upstream: "www"},
+			{Name: "api", Path: "/api/", Upstream: "api"},
+			{Name: "health", Match: MatchExact, Path: "/api/health", Upstream: "static"},
+			{Name: "images", Match: MatchRegex, Path: `\.(png|jpg)$`, Upstream: "static"},
+		}},
+		{Name: "fallback", Service: "web", Locations: []Location{{Name: "all", Path: "/", Upstream: "other"}}},
+		{Name: "narrow", Service: "web", Hosts: []string{"docs.example.com"}, Locations: []Location{{Name: "only", Path: "/only/", Upstream: "api"}}},
+	}, pool("www", hostPort(www)), pool("api", hostPort(api)), pool("static", hostPort(static)), pool("other", hostPort(other))))
+
+	c := &http.Client{}
+	for _, tc := range []struct{ host, path, want string }{
+		{"example.com", "/", "www"},
+		{"example.com", "/api/users", "api"},
+		{"example.com", "/api/health", "static"},     // exact beats the prefix
+		{"EXAMPLE.com:8080", "/api/x.png", "static"}, // a regex beats a prefix; host case and port ignored
+		{"shop.example.com", "/index.html", "www"},   // wildcard
+		{"unknown.test", "/", "other"},               // the default server has no host names
+		{"docs.example.com", "/only/x", "api"},       // exact host beats the wildcard
+	} {
+		resp, body := get(t, c, tp.url(tc.path), tc.host)
+		if got := resp.Header.Get("X-Backend"); got != tc.want || resp.StatusCode != 200 {
+			t.Errorf("%s%s went to %q (%d %q), want %s", tc.host, tc.path, got, resp.StatusCode, body, tc.want)
+		}
+	}
+	if resp, _ := get(t, c, tp.url("/elsewhere"), "docs.example.com"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a path no location matches: %d, want 404", resp.StatusCode)
+	}
+}
+
+func TestForwardedHeadersAndHopByHopHeaders(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	b := backend(t, "b")
+	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}},
+		pool("u", hostPort(b))))
+	req, _ := http.NewRequest("GET", tp.url("/x"), nil)
+	req.Host = "shop.test"
+	req.Header.Set("X-Forwarded-For", "192.0.2.7")
+	req.Header.Set("Connection", "X-Foo")
+	req.Header.Set("X-Foo", "secret hop-by-hop")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	h := resp.Header
+	if got := h.Get("X-Seen-XFF"); got != "192.0.2.7, 127.0.0.1" {
+		t.Errorf("X-Forwarded-For at the backend: %q", got)
+	}
+	if got := h.Get("X-Seen-Proto"); got != "http" {
+		t.Errorf("X-Forwarded-Proto: %q", got)
+	}
+	if got := h.Get("X-Seen-Forwarded"); got != `for=127.0.0.1;proto=http;host="shop.test"` {
+		t.Errorf("Forwarded: %q", got)
+	}
+	if got := h.Get("X-Seen-Host"); got != "shop.test" {
+		t.Errorf("Host at the backend: %q", got)
+	}
+	if got := h.Get("X-Seen-Foo"); got != "" {
+		t.Errorf("a header named in Connection reached the backend: %q", got)
+	}
+}
+
+func TestConnectErrorsMoveToTheNextServerAndMarkTheFailedOne(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	good := backend(t, "good")
+	dead, _ := net.Listen("tcp4", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close() // connection refused from now on
+	u := pool("u", deadAddr, hostPort(good))
+	u.Servers[0].MaxFails = 1
+	u.Servers[0].FailTimeout = upstream.Duration(time.Minute)
+	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}}, u))
+	for i := range 10 {
+		resp, body := get(t, http.DefaultClient, tp.url("/"), "")
+		if resp.StatusCode != 200 || resp.Header.Get("X-Backend") != "good" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	for _, s := range tp.Pool("u").Servers() {
+		if s.Addr() == deadAddr && s.Available(time.Now()) {
+			t.Errorf("the refusing server is still available after failing")
+		}
+	}
+	snap := tp.Stats().Snapshot()
+	if n := snap.Upstreams["u"].Servers[hostPort(good)].Requests; n != 10 {
+		t.Errorf("good server counted %d requests, want 10", n)
+	}
+}
+
+func TestNoUsableServerIs503AndATimeoutIs504(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	}))
+	t.Cleanup(slow.Close)
+	down := pool("down", "127.0.0.1:9")
+	down.Servers[0].Down = true
+	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{
+		{Name: "slow", Path: "/slow", Upstream: "slow", ReadTimeout: upstream.Duration(200 * time.Millisecond), Tries: 1},
+		{Name: "down", Path: "/down", Upstream: "down"},
+	}}}, pool("slow", hostPort(slow)), down))
+	if resp, _ := get(t, http.DefaultClient, tp.url("/down"), ""); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("every server down: %d, want 503", resp.StatusCode)
+	}
+	start := time.Now()
+	if resp, _ := get(t, http.DefaultClient, tp.url("/slow"), ""); resp.StatusCode != http.StatusGatewayTimeout {
+		t.Errorf("a server slower than the read timeout: %d, want 504", resp.StatusCode)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("the timeout took %v", took)
+	}
+}
+
+func TestBodiesStreamBothWays(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	firstChunk := make(chan string, 1)
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(r.Body, buf); err == nil {
+			firstChunk <- string(buf)
+		}
+		io.Copy(io.Discard, r.Body)
+		w.WriteHeader(200)
+		for i := range 3 {
+			fmt.Fprintf(w, "tick %d\n", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(50 * time.Millisecond)
+		}
+	}))
+	t.Cleanup(b.Close)
+	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}},
+		pool("u", hostPort(b))))
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", tp.url("/up"), pr)
+	done := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- resp
+	}()
+	pw.Write([]byte("hello"))
+	// The backend sees the start of the body while the client still sends.
+	select {
+	case got := <-firstChunk:
+		if got != "hello" {
+			t.Errorf("first chunk %q", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the body was buffered: the backend saw nothing while the client was still sending")
+	}
+	pw.Close()
+	resp := <-done
+	if resp == nil {
+		return
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	line, err := r.ReadString('\n')
+	if err != nil || line != "tick 0\n" {
+		t.Errorf("first streamed line %q, %v", line, err)
+	}
+}
+
+func TestWebSocketUpgradeIsProxied(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" {
+			http.Error(w, "want an upgrade", 400)
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		// Echo lines back, upper-cased, until the peer closes.
+		for {
+			line, err := brw.ReadString('\n')
+			if err != nil {
+				return
+			}
+			brw.WriteString(strings.ToUpper(line))
+			brw.Flush()
+		}
+	}))
+	t.Cleanup(b.Close)
+	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}},
+		pool("u", hostPort(b))))
+	c, err := net.Dial("tcp", tp.addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	r := bufio.NewReader(c)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	for _, msg := range []string{"ping\n", "second\n"} {
+		fmt.Fprint(c, msg)
+		got, err := r.ReadString('\n')
+		if err != nil || got != strings.ToUpper(msg) {
+			t.Fatalf("echo of %q: %q, %v", msg, got, err)
+		}
+	}
+}
+
+func TestH2CAndGRPCTrailersPassThrough(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	b := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Trailer", "Grpc-Status")
+		w.Header().Set("X-Upstream-Proto", r.Proto)
+		body, _ := io.ReadAll(r.Body)
+		w.Write(body) // echo the framed message
+		w.Header().Set("Grpc-Status", "0")
+	}))
+	b.Config.Protocols = &protos
+	b.Start()
+	t.Cleanup(b.Close)
+	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}},
+		pool("u", hostPort(b))))
+	c := &http.Client{Transport: &http.Transport{Protocols: &protos}}
+	msg := "\x00\x00\x00\x00\x05hello" // a gRPC length-prefixed message
+	req, _ := http.NewRequest("POST", tp.url("/echo.Echo/Say"), strings.NewReader(msg))
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("TE", "trailers")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || string(body) != msg {
+		t.Errorf("h2c answer: proto %s body %q", resp.Proto, body)
+	}
+	if got := resp.Header.Get("X-Upstream-Proto"); got != "HTTP/2.0" {
+		t.Errorf("gRPC reached the server over %s, want HTTP/2.0", got)
+	}
+	if got := resp.Trailer.Get("Grpc-Status"); got != "0" {
+		t.Errorf("grpc-status trailer %q", got)
+	}
+}
+
+func TestSNIPicksTheCertificateAndASwapAppliesToTheNextHandshake(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	b := backend(t, "b")
+	aCert, aKey := selfSigned(t, "a", "a.example.com")
+	bCert, bKey := selfSigned(t, "b", "*.b.example.com")
+	newA, newAKey := selfSigned(t, "a-new", "a.example.com")
+	cfg := tp.config([]VServer{{Name: "v", Service: "web", TLS: true, Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}},
+		pool("u", hostPort(b)))
+	cfg.Certs = []Cert{{Name: "a", CertPEM: aCert, KeyPEM: aKey}, {Name: "b", CertPEM: bCert, KeyPEM: bKey, Default: true}}
+	tp.apply(t, cfg)
+
+	served := func(sni string) (string, string) {
+		t.Helper()
+		c, err := tls.Dial("tcp", tp.addr.String(), &tls.Config{ServerName: sni, InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+		if err != nil {
+			t.Fatalf("handshake for %s: %v", sni, err)
+		}
+		defer c.Close()
+		st := c.ConnectionState()
+		return st.PeerCertificates[0].Subject.CommonName, st.NegotiatedProtocol
+	}
+	for sni, want := range map[string]string{"a.example.com": "a", "x.b.example.com": "b", "nothing.test": "b"} {
+		if got, proto := served(sni); got != want || proto != "h2" {
+			t.Errorf("SNI %s got certificate %q over %q, want %q over h2", sni, got, proto, want)
+		}
+	}
+	// An open connection keeps working across the swap.
+	tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: "a.example.com", InsecureSkipVerify: true}}
+	c := &http.Client{Transport: tr}
+	if resp, body := get(t, c, "https://"+tp.addr.String()+"/", ""); resp.StatusCode != 200 {
+		t.Fatalf("https: %d %s", resp.StatusCode, body)
+	}
+	cfg.Certs[0] = Cert{Name: "a", CertPEM: newA, KeyPEM: newAKey}
+	tp.apply(t, cfg)
+	if got, _ := served("a.example.com"); got != "a-new" {
+		t.Errorf("after the swap SNI a.example.com got %q", got)
+	}
+	if resp, body := get(t, c, "https://"+tp.addr.String()+"/", ""); resp.StatusCode != 200 || resp.TLS.PeerCertificates[0].Subject.CommonName != "a" {
+		t.Errorf("the connection opened before the swap: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestSlowlorisClientIsCutOff(t *testing.T) {
+	tp := newTestProxy(t, Limits{ReadHeaderTimeout: upstream.Duration(300 * time.Millisecond)})
+	b := backend(t, "b")
+	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}},
+		pool("u", hostPort(b))))
+	c, err := net.Dial("tcp", tp.addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: x\r\n")
+	var closed error
+	for range 40 { // one header line every 100 ms, never the end
+		time.Sleep(100 * time.Millisecond)
+		if _, err := fmt.Fprint(c, "X-Slow: 1\r\n"); err != nil {
+			closed = err
+			break
+		}
+		c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				closed = err
+				break
+			}
+		}
+	}
+	if closed == nil {
+		t.Fatalf("a client sending headers for %v was not cut off", time.Since(start))
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("cut off only after %v", took)
+	}
+}
+
+func TestApplyUnderLoadFailsNoRequest(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	bs := []*httptest.Server{backend(t, "b0"), backend(t, "b1"), backend(t, "b2")}
+	vss := []VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}}
+	tp.apply(t, tp.config(vss, pool("u", hostPort(bs[0]), hostPort(bs[1]))))
+	var failed, total atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Timeout: 5 * time.Second}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := c.Get(tp.url("/"))
+				total.Add(1)
+				if err != nil || resp.StatusCode != 200 {
+					failed.Add(1)
+				}
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	// Servers come and go under load; ids keep the ones that stay.
+	for i := range 30 {
+		u := pool("u", hostPort(bs[0]), hostPort(bs[1]), hostPort(bs[2]))
+		u.Servers = u.Servers[i%2 : 2+i%2]
+		tp.apply(t, tp.config(vss, u))
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if failed.Load() > 0 || total.Load() < 20 {
+		t.Errorf("%d of %d requests failed while servers changed", failed.Load(), total.Load())
+	}
+}
+
+func TestBadConfigChangesNothing(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	b := backend(t, "b")
+	good := tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}}, pool("u", hostPort(b)))
+	tp.apply(t, good)
+	for name, bad := range map[string]Config{
+		"missing upstream": tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/", Upstream: "nope"}}}}),
+		"bad regex":        tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Match: MatchRegex, Path: "(", Upstream: "u"}}}}, pool("u", hostPort(b))),
+		"unknown service":  tp.config([]VServer{{Name: "v", Service: "nope", Locations: nil}}),
+		"bad cert": func() Config {
+			c := good
+			c.Certs = []Cert{{Name: "c", CertPEM: "garbage", KeyPEM: "garbage"}}
+			return c
+		}(),
+	} {
+		if err := tp.Apply(bad); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: Apply = %v, want ErrInvalidConfig", name, err)
+		}
+	}
+	if resp, body := get(t, http.DefaultClient, tp.url("/"), ""); resp.StatusCode != 200 || !strings.HasPrefix(body, "b ") {
+		t.Errorf("after rejected configs: %d %q", resp.StatusCode, body)
+	}
+}

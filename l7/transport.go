@@ -1,0 +1,192 @@
+package l7
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/sluicelb/sluice/l7/tlcp"
+	"github.com/sluicelb/sluice/l7/upstream"
+)
+
+// upstreamTransport holds an upstream's keep-alive connections: HTTP/1.1
+// for most requests, HTTP/2 (h2c, or h2 over TLS) for gRPC and other
+// HTTP/2 requests whose protocol needs it end to end (trailers).
+type upstreamTransport struct {
+	cfg         upstream.Config // what it was built from; an equal config reuses it
+	scheme      string
+	readTimeout time.Duration
+	h1, h2      *http.Transport
+}
+
+// transportFor returns the transport of an upstream config: the running one
+// when nothing it depends on changed (so keep-alive connections survive
+// server list changes), else a new one.
+func (p *Proxy) transportFor(uc upstream.Config) (*upstreamTransport, error) {
+	if old := p.upstreams[uc.Name]; old != nil && sameTransport(old.cfg, uc) {
+		old.cfg = uc
+		return old, nil
+	}
+	return newUpstreamTransport(uc)
+}
+
+func sameTransport(a, b upstream.Config) bool {
+	return a.KeepAlive == b.KeepAlive && a.ConnectTimeout == b.ConnectTimeout &&
+		a.ReadTimeout == b.ReadTimeout && a.WriteTimeout == b.WriteTimeout && sameTLS(a.TLS, b.TLS)
+}
+
+func sameTLS(a, b *upstream.TLSConfig) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+func newUpstreamTransport(uc upstream.Config) (*upstreamTransport, error) {
+	connect := time.Duration(uc.ConnectTimeout)
+	if connect <= 0 {
+		connect = 5 * time.Second
+	}
+	read := time.Duration(uc.ReadTimeout)
+	if read <= 0 {
+		read = 60 * time.Second
+	}
+	keep := uc.KeepAlive
+	if keep <= 0 {
+		keep = 32
+	}
+	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := connect
+		if v, ok := ctx.Value(connectTimeoutKey{}).(time.Duration); ok {
+			d = v
+		}
+		ctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		return dialer.DialContext(ctx, network, addr)
+	}
+	base := func() *http.Transport {
+		return &http.Transport{
+			DialContext:         dial,
+			MaxIdleConnsPerHost: keep,
+			MaxIdleConns:        0,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+			WriteBufferSize:     32 << 10,
+			ReadBufferSize:      32 << 10,
+		}
+	}
+	t := &upstreamTransport{cfg: uc, scheme: "http", readTimeout: read, h1: base(), h2: base()}
+	var h1, h2 http.Protocols
+	h1.SetHTTP1(true)
+	t.h1.Protocols = &h1
+	h2.SetUnencryptedHTTP2(true)
+	t.h2.Protocols = &h2
+	if uc.TLS == nil {
+		return t, nil
+	}
+	t.scheme = "https"
+	switch strings.ToLower(uc.TLS.Mode) {
+	case "", "tls":
+		tc, err := clientTLS(uc)
+		if err != nil {
+			return nil, err
+		}
+		t.h1.TLSClientConfig = tc
+		h2tc := tc.Clone()
+		h2tc.NextProtos = []string{"h2"}
+		t.h2.TLSClientConfig = h2tc
+		var tls2 http.Protocols
+		tls2.SetHTTP2(true)
+		t.h2.Protocols = &tls2
+		h1tc := tc.Clone()
+		h1tc.NextProtos = []string{"http/1.1"}
+		t.h1.TLSClientConfig = h1tc
+	case "tlcp":
+		tc, err := clientTLCP(uc)
+		if err != nil {
+			return nil, err
+		}
+		d := &tlcp.Dialer{NetDialer: dialer, Config: tc}
+		dialTLCP := func(ctx context.Context, network, addr string) (net.Conn, error) {
+			cd := connect
+			if v, ok := ctx.Value(connectTimeoutKey{}).(time.Duration); ok {
+				cd = v
+			}
+			ctx, cancel := context.WithTimeout(ctx, cd)
+			defer cancel()
+			return d.DialContext(ctx, network, addr)
+		}
+		// Over TLCP, HTTP/1.1 only: net/http speaks HTTP/2 over crypto/tls
+		// connections alone.
+		t.h1.DialTLSContext, t.h2 = dialTLCP, nil
+	default:
+		return nil, fmt.Errorf("%w: upstream %q: tls mode %q: want tls or tlcp", ErrInvalidConfig, uc.Name, uc.TLS.Mode)
+	}
+	return t, nil
+}
+
+func clientTLS(uc upstream.Config) (*tls.Config, error) {
+	c := uc.TLS
+	tc := &tls.Config{ServerName: c.ServerName, InsecureSkipVerify: c.SkipVerify, MinVersion: tls.VersionTLS12}
+	if c.CA != "" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(c.CA)) {
+			return nil, fmt.Errorf("%w: upstream %q: tls ca: no certificate in the PEM", ErrInvalidConfig, uc.Name)
+		}
+		tc.RootCAs = pool
+	}
+	if c.Cert != "" || c.Key != "" {
+		pair, err := tls.X509KeyPair([]byte(c.Cert), []byte(c.Key))
+		if err != nil {
+			return nil, fmt.Errorf("%w: upstream %q: tls client certificate: %w", ErrInvalidConfig, uc.Name, err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	return tc, nil
+}
+
+func clientTLCP(uc upstream.Config) (*tlcp.Config, error) {
+	c := uc.TLS
+	tc := &tlcp.Config{ServerName: c.ServerName, InsecureSkipVerify: c.SkipVerify, NextProtos: []string{"http/1.1"},
+		SessionCache: tlcp.NewSessionCache(256, 10*time.Minute)}
+	if c.CA != "" {
+		pool := smx509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(c.CA)) {
+			return nil, fmt.Errorf("%w: upstream %q: tlcp ca: no certificate in the PEM", ErrInvalidConfig, uc.Name)
+		}
+		tc.RootCAs = pool
+	}
+	if c.Cert != "" || c.EncCert != "" {
+		pair, err := tlcp.X509KeyPair([]byte(c.Cert), []byte(c.Key), []byte(c.EncCert), []byte(c.EncKey))
+		if err != nil {
+			return nil, fmt.Errorf("%w: upstream %q: tlcp client certificates: %w", ErrInvalidConfig, uc.Name, err)
+		}
+		tc.Certificates = []tlcp.Certificate{pair}
+	}
+	return tc, nil
+}
+
+// pick chooses the connection kind for one request: HTTP/2 when the client
+// spoke it and the request is gRPC (which needs trailers and HTTP/2 on the
+// way to the server), HTTP/1.1 otherwise.
+func (t *upstreamTransport) pick(r *http.Request) http.RoundTripper {
+	if t.h2 != nil && r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		return t.h2
+	}
+	return t.h1
+}
+
+func (t *upstreamTransport) closeIdle() {
+	t.h1.CloseIdleConnections()
+	if t.h2 != nil {
+		t.h2.CloseIdleConnections()
+	}
+}

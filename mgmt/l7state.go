@@ -1,0 +1,530 @@
+package mgmt
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/sluicelb/sluice/l7"
+	"github.com/sluicelb/sluice/l7/accesslog"
+	"github.com/sluicelb/sluice/l7/upstream"
+)
+
+// L7State is the desired state of the proxy besides its services: virtual
+// servers, upstreams, certificates and the access log, stored as one
+// document (a change rewrites it; it is small next to the IP lists).
+type L7State struct {
+	VServers  []l7.VServer      `json:"vservers"`
+	Upstreams []upstream.Config `json:"upstreams"`
+	Certs     []l7.Cert         `json:"certs"`
+	AccessLog accesslog.Config  `json:"access_log"`
+	// Versions of each object, keyed "vserver/NAME", "upstream/NAME", "cert/NAME".
+	Versions map[string]uint64 `json:"versions"`
+}
+
+func (d L7State) clone() L7State {
+	b, err := json.Marshal(d)
+	if err != nil {
+		panic(err) // only plain data
+	}
+	var out L7State
+	if err := json.Unmarshal(b, &out); err != nil {
+		panic(err)
+	}
+	if out.Versions == nil {
+		out.Versions = map[string]uint64{}
+	}
+	return out
+}
+
+// l7Proxy is the proxy as the state sees it; *l7.Proxy, or a fake.
+type l7Proxy interface {
+	Apply(l7.Config) error
+}
+
+// l7Steerer makes VIP:ports land on the proxy; the intercept, or a fake.
+type l7Steerer interface {
+	Add(netip.AddrPort) error
+	Remove(netip.AddrPort) error
+}
+
+type l7Store interface {
+	PutL7(L7State) error
+}
+
+// l7State owns the L7 desired state: every change is validated by the
+// proxy's Apply (one atomic swap), then steered, then stored; a failure at
+// any step puts the previous state back. One writer at a time.
+type l7State struct {
+	mu        sync.Mutex
+	store     l7Store
+	proxy     l7Proxy
+	steer     l7Steerer
+	doc       L7State
+	endpoints map[string]netip.AddrPort
+	steered   map[netip.AddrPort]bool
+	log       *slog.Logger
+}
+
+func newL7State(store l7Store, proxy l7Proxy, steer l7Steerer, log *slog.Logger) *l7State {
+	return &l7State{store: store, proxy: proxy, steer: steer, doc: L7State{Versions: map[string]uint64{}},
+		endpoints: map[string]netip.AddrPort{}, steered: map[netip.AddrPort]bool{}, log: log}
+}
+
+// restore applies the stored document and the L7 services' endpoints.
+func (s *l7State) restore(doc L7State, endpoints map[string]netip.AddrPort) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if doc.Versions == nil {
+		doc.Versions = map[string]uint64{}
+	}
+	if err := s.apply(doc, endpoints); err != nil {
+		return fmt.Errorf("restore l7 state: %w", err)
+	}
+	return nil
+}
+
+// setEndpoints is the services' hook: the L7 services changed.
+func (s *l7State) setEndpoints(endpoints map[string]netip.AddrPort) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.apply(s.doc, endpoints)
+}
+
+func (s *l7State) config(doc L7State, endpoints map[string]netip.AddrPort) l7.Config {
+	return l7.Config{Endpoints: endpoints, VServers: doc.VServers, Upstreams: doc.Upstreams, Certs: doc.Certs,
+		AccessLog: doc.AccessLog}
+}
+
+// apply makes doc and endpoints current in the proxy and the intercept:
+// the proxy learns an endpoint before traffic is steered to it, and
+// traffic stops being steered before the proxy forgets it.
+func (s *l7State) apply(doc L7State, endpoints map[string]netip.AddrPort) error {
+	if err := s.proxy.Apply(s.config(doc, endpoints)); err != nil {
+		return err
+	}
+	want := map[netip.AddrPort]bool{}
+	for _, ap := range endpoints {
+		want[ap] = true
+	}
+	var added []netip.AddrPort
+	for ap := range want {
+		if s.steered[ap] {
+			continue
+		}
+		if err := s.steer.Add(ap); err != nil {
+			for _, a := range added {
+				_ = s.steer.Remove(a)
+			}
+			return errors.Join(fmt.Errorf("steer %s to the proxy: %w", ap, err),
+				s.proxy.Apply(s.config(s.doc, s.endpoints)))
+		}
+		added = append(added, ap)
+	}
+	for ap := range s.steered {
+		if !want[ap] {
+			if err := s.steer.Remove(ap); err != nil {
+				s.log.Warn("stop steering", "endpoint", ap, "err", err)
+			}
+		}
+	}
+	s.doc, s.endpoints, s.steered = doc, endpoints, want
+	return nil
+}
+
+// commit applies doc, then stores it; if the store fails the previous
+// document goes back.
+func (s *l7State) commit(doc L7State) error {
+	prev := s.doc
+	if err := s.apply(doc, s.endpoints); err != nil {
+		return l7Error(err)
+	}
+	if err := s.store.PutL7(doc); err != nil {
+		return errors.Join(fmt.Errorf("store l7 state: %w", err), s.apply(prev, s.endpoints))
+	}
+	return nil
+}
+
+// edit runs fn on a copy of the document and commits the result.
+func (s *l7State) edit(fn func(d *L7State) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := s.doc.clone()
+	if err := fn(&next); err != nil {
+		return err
+	}
+	return s.commit(next)
+}
+
+func (s *l7State) read(fn func(d *L7State)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fn(&s.doc)
+}
+
+func l7Error(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, l7.ErrInvalidConfig):
+		return errBadRequest("%v", err)
+	}
+	return err
+}
+
+// bump raises an object's version and returns it.
+func bump(d *L7State, key string) uint64 {
+	d.Versions[key]++
+	return d.Versions[key]
+}
+
+func checkObjectVersion(d *L7State, key string, exists bool, ifMatch string) error {
+	return checkIfMatch(exists, d.Versions[key], ifMatch)
+}
+
+// --- virtual servers
+
+// VServerView is a virtual server as the API shows it.
+type VServerView struct {
+	l7.VServer
+	Version uint64 `json:"version"`
+}
+
+func (s *l7State) vservers() []VServerView {
+	var out []VServerView
+	s.read(func(d *L7State) {
+		for _, v := range d.VServers {
+			out = append(out, VServerView{VServer: v, Version: d.Versions["vserver/"+v.Name]})
+		}
+	})
+	slices.SortFunc(out, func(a, b VServerView) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func (s *l7State) vserver(name string) (VServerView, error) {
+	var out VServerView
+	var err error
+	s.read(func(d *L7State) {
+		i := slices.IndexFunc(d.VServers, func(v l7.VServer) bool { return v.Name == name })
+		if i < 0 {
+			err = errNotFound("no vserver %q", name)
+			return
+		}
+		out = VServerView{VServer: d.VServers[i], Version: d.Versions["vserver/"+name]}
+	})
+	return out, err
+}
+
+func (s *l7State) putVServer(v l7.VServer, ifMatch string) (VServerView, error) {
+	var out VServerView
+	err := s.edit(func(d *L7State) error {
+		i := slices.IndexFunc(d.VServers, func(o l7.VServer) bool { return o.Name == v.Name })
+		if err := checkObjectVersion(d, "vserver/"+v.Name, i >= 0, ifMatch); err != nil {
+			return err
+		}
+		if v.Locations == nil {
+			v.Locations = []l7.Location{}
+		}
+		if i >= 0 {
+			d.VServers[i] = v
+		} else {
+			d.VServers = append(d.VServers, v)
+		}
+		out = VServerView{VServer: v, Version: bump(d, "vserver/"+v.Name)}
+		return nil
+	})
+	return out, err
+}
+
+func (s *l7State) deleteVServer(name, ifMatch string) error {
+	return s.edit(func(d *L7State) error {
+		i := slices.IndexFunc(d.VServers, func(o l7.VServer) bool { return o.Name == name })
+		if i < 0 {
+			return errNotFound("no vserver %q", name)
+		}
+		if err := checkObjectVersion(d, "vserver/"+name, true, ifMatch); err != nil {
+			return err
+		}
+		d.VServers = slices.Delete(d.VServers, i, i+1)
+		delete(d.Versions, "vserver/"+name)
+		return nil
+	})
+}
+
+// putLocation adds or replaces one location of a virtual server.
+func (s *l7State) putLocation(vs string, loc l7.Location) (VServerView, error) {
+	var out VServerView
+	err := s.edit(func(d *L7State) error {
+		i := slices.IndexFunc(d.VServers, func(o l7.VServer) bool { return o.Name == vs })
+		if i < 0 {
+			return errNotFound("no vserver %q", vs)
+		}
+		v := &d.VServers[i]
+		if j := slices.IndexFunc(v.Locations, func(l l7.Location) bool { return l.Name == loc.Name }); j >= 0 {
+			v.Locations[j] = loc
+		} else {
+			v.Locations = append(v.Locations, loc)
+		}
+		out = VServerView{VServer: *v, Version: bump(d, "vserver/"+vs)}
+		return nil
+	})
+	return out, err
+}
+
+func (s *l7State) deleteLocation(vs, name string) (VServerView, error) {
+	var out VServerView
+	err := s.edit(func(d *L7State) error {
+		i := slices.IndexFunc(d.VServers, func(o l7.VServer) bool { return o.Name == vs })
+		if i < 0 {
+			return errNotFound("no vserver %q", vs)
+		}
+		v := &d.VServers[i]
+		j := slices.IndexFunc(v.Locations, func(l l7.Location) bool { return l.Name == name })
+		if j < 0 {
+			return errNotFound("vserver %q has no location %q", vs, name)
+		}
+		v.Locations = slices.Delete(v.Locations, j, j+1)
+		out = VServerView{VServer: *v, Version: bump(d, "vserver/"+vs)}
+		return nil
+	})
+	return out, err
+}
+
+// --- upstreams
+
+func findUpstream(d *L7State, name string) int {
+	return slices.IndexFunc(d.Upstreams, func(u upstream.Config) bool { return u.Name == name })
+}
+
+// assignIDs gives every server without an id the next free one.
+func assignIDs(u *upstream.Config) {
+	next := 1
+	for _, sc := range u.Servers {
+		next = max(next, sc.ID+1)
+	}
+	for i := range u.Servers {
+		if u.Servers[i].ID == 0 {
+			u.Servers[i].ID = next
+			next++
+		}
+	}
+}
+
+func (s *l7State) upstreams() []upstream.Config {
+	var out []upstream.Config
+	s.read(func(d *L7State) { out = slices.Clone(d.Upstreams) })
+	slices.SortFunc(out, func(a, b upstream.Config) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func (s *l7State) upstream(name string) (upstream.Config, uint64, error) {
+	var out upstream.Config
+	var version uint64
+	var err error
+	s.read(func(d *L7State) {
+		i := findUpstream(d, name)
+		if i < 0 {
+			err = errNotFound("no upstream %q", name)
+			return
+		}
+		out, version = d.Upstreams[i], d.Versions["upstream/"+name]
+	})
+	return out, version, err
+}
+
+func (s *l7State) putUpstream(u upstream.Config, ifMatch string) (uint64, error) {
+	var version uint64
+	err := s.edit(func(d *L7State) error {
+		i := findUpstream(d, u.Name)
+		if err := checkObjectVersion(d, "upstream/"+u.Name, i >= 0, ifMatch); err != nil {
+			return err
+		}
+		assignIDs(&u)
+		if i >= 0 {
+			d.Upstreams[i] = u
+		} else {
+			d.Upstreams = append(d.Upstreams, u)
+		}
+		version = bump(d, "upstream/"+u.Name)
+		return nil
+	})
+	return version, err
+}
+
+func (s *l7State) deleteUpstream(name, ifMatch string) error {
+	return s.edit(func(d *L7State) error {
+		i := findUpstream(d, name)
+		if i < 0 {
+			return errNotFound("no upstream %q", name)
+		}
+		if err := checkObjectVersion(d, "upstream/"+name, true, ifMatch); err != nil {
+			return err
+		}
+		cfg := l7.Config{VServers: d.VServers}
+		if users := cfg.UpstreamUsers(name); len(users) > 0 {
+			return errConflict("upstream %q is used by %s", name, strings.Join(users, ", "))
+		}
+		d.Upstreams = slices.Delete(d.Upstreams, i, i+1)
+		delete(d.Versions, "upstream/"+name)
+		return nil
+	})
+}
+
+// editServers changes an upstream's server list.
+func (s *l7State) editServers(name string, fn func(u *upstream.Config) error) error {
+	return s.edit(func(d *L7State) error {
+		i := findUpstream(d, name)
+		if i < 0 {
+			return errNotFound("no upstream %q", name)
+		}
+		if err := fn(&d.Upstreams[i]); err != nil {
+			return err
+		}
+		bump(d, "upstream/"+name)
+		return nil
+	})
+}
+
+func (s *l7State) addServer(name string, sc upstream.ServerConfig) (upstream.ServerConfig, error) {
+	err := s.editServers(name, func(u *upstream.Config) error {
+		if sc.ID != 0 && slices.ContainsFunc(u.Servers, func(o upstream.ServerConfig) bool { return o.ID == sc.ID }) {
+			return errConflict("upstream %q already has a server %d", name, sc.ID)
+		}
+		u.Servers = append(u.Servers, sc)
+		assignIDs(u)
+		sc = u.Servers[len(u.Servers)-1]
+		return nil
+	})
+	return sc, err
+}
+
+func (s *l7State) patchServer(name string, id int, patch func(*upstream.ServerConfig)) (upstream.ServerConfig, error) {
+	var out upstream.ServerConfig
+	err := s.editServers(name, func(u *upstream.Config) error {
+		i := slices.IndexFunc(u.Servers, func(o upstream.ServerConfig) bool { return o.ID == id })
+		if i < 0 {
+			return errNotFound("upstream %q has no server %d", name, id)
+		}
+		patch(&u.Servers[i])
+		u.Servers[i].ID = id
+		out = u.Servers[i]
+		return nil
+	})
+	return out, err
+}
+
+func (s *l7State) deleteServer(name string, id int) error {
+	return s.editServers(name, func(u *upstream.Config) error {
+		i := slices.IndexFunc(u.Servers, func(o upstream.ServerConfig) bool { return o.ID == id })
+		if i < 0 {
+			return errNotFound("upstream %q has no server %d", name, id)
+		}
+		u.Servers = slices.Delete(u.Servers, i, i+1)
+		return nil
+	})
+}
+
+// --- certificates
+
+// CertView is a certificate as the API shows it: never its private keys.
+type CertView struct {
+	Name    string `json:"name"`
+	Kind    string `json:"kind"`
+	Default bool   `json:"default,omitempty"`
+	Cert    string `json:"cert,omitempty"`
+	Sign    string `json:"sign_cert,omitempty"`
+	Enc     string `json:"enc_cert,omitempty"`
+	Version uint64 `json:"version"`
+}
+
+func certView(c l7.Cert, version uint64) CertView {
+	kind := c.Kind
+	if kind == "" {
+		kind = l7.CertTLS
+	}
+	return CertView{Name: c.Name, Kind: kind, Default: c.Default, Cert: c.CertPEM, Sign: c.SignCert, Enc: c.EncCert, Version: version}
+}
+
+func (s *l7State) certs() []CertView {
+	var out []CertView
+	s.read(func(d *L7State) {
+		for _, c := range d.Certs {
+			out = append(out, certView(c, d.Versions["cert/"+c.Name]))
+		}
+	})
+	slices.SortFunc(out, func(a, b CertView) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func (s *l7State) cert(name string) (CertView, error) {
+	var out CertView
+	var err error
+	s.read(func(d *L7State) {
+		i := slices.IndexFunc(d.Certs, func(c l7.Cert) bool { return c.Name == name })
+		if i < 0 {
+			err = errNotFound("no cert %q", name)
+			return
+		}
+		out = certView(d.Certs[i], d.Versions["cert/"+name])
+	})
+	return out, err
+}
+
+func (s *l7State) putCert(c l7.Cert, ifMatch string) (CertView, error) {
+	var out CertView
+	err := s.edit(func(d *L7State) error {
+		i := slices.IndexFunc(d.Certs, func(o l7.Cert) bool { return o.Name == c.Name })
+		if err := checkObjectVersion(d, "cert/"+c.Name, i >= 0, ifMatch); err != nil {
+			return err
+		}
+		if err := c.Validate(); err != nil {
+			return l7Error(err)
+		}
+		if i >= 0 {
+			d.Certs[i] = c
+		} else {
+			d.Certs = append(d.Certs, c)
+		}
+		out = certView(c, bump(d, "cert/"+c.Name))
+		return nil
+	})
+	return out, err
+}
+
+func (s *l7State) deleteCert(name, ifMatch string) error {
+	return s.edit(func(d *L7State) error {
+		i := slices.IndexFunc(d.Certs, func(o l7.Cert) bool { return o.Name == name })
+		if i < 0 {
+			return errNotFound("no cert %q", name)
+		}
+		if err := checkObjectVersion(d, "cert/"+name, true, ifMatch); err != nil {
+			return err
+		}
+		d.Certs = slices.Delete(d.Certs, i, i+1)
+		delete(d.Versions, "cert/"+name)
+		return nil
+	})
+}
+
+// --- access log
+
+func (s *l7State) accessLog() accesslog.Config {
+	var out accesslog.Config
+	s.read(func(d *L7State) { out = d.AccessLog })
+	return out
+}
+
+func (s *l7State) putAccessLog(c accesslog.Config) error {
+	return s.edit(func(d *L7State) error {
+		if err := c.Validate(); err != nil {
+			return errBadRequest("access log: %v", err)
+		}
+		d.AccessLog = c
+		return nil
+	})
+}

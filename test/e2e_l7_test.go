@@ -1,0 +1,388 @@
+package e2e
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluicelb/sluice/test/lab"
+)
+
+// l7Lab is a lab with the daemon, three upstream servers, an l7 service on
+// the VIP's port 80 (IPv4 and IPv6) and 443, and a virtual server on each
+// sending / to the upstream "app".
+func l7Lab(t *testing.T, daemonArgs ...string) (*lab.Lab, *lab.Daemon, []*lab.Upstream) {
+	t.Helper()
+	l := lab.New(t)
+	ups := l.StartUpstreams(3)
+	d := l.StartDaemon(daemonArgs...)
+	l.MustCLI("svc", "set", "web", "--vip", lab.L7VIP, "--port", "80", "--mode", "l7")
+	l.MustCLI("svc", "set", "web6", "--vip", lab.L7VIP6, "--port", "80", "--mode", "l7")
+	l.MustCLI("svc", "set", "secure", "--vip", lab.L7VIP, "--port", "443", "--mode", "l7")
+	l.MustCLI("upstream", "set", "app", "--server", ups[0].Addr, "--server", ups[1].Addr, "--server", ups[2].Addr)
+	for vs, svc := range map[string]string{"site": "web", "site6": "web6"} {
+		l.MustCLI("vs", "set", vs, "--service", svc)
+		l.MustCLI("location", "set", vs, "root", "--path", "/", "--upstream", "app")
+	}
+	return l, d, ups
+}
+
+func curl(t *testing.T, l *lab.Lab, args ...string) string {
+	t.Helper()
+	out, err := l.Run(l.Client, 15*time.Second, append([]string{"curl", "-sS", "--max-time", "5"}, args...)...)
+	if err != nil {
+		t.Errorf("curl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func TestL7ClientsReachUpstreamsThroughTheVIPOverEveryProtocol(t *testing.T) {
+	l, _, _ := l7Lab(t)
+	dir := t.TempDir()
+	certFile, keyFile := writeCert(t, dir, "site", "www.example.com")
+	l.MustCLI("cert", "set", "site", "--cert", certFile, "--key", keyFile)
+	l.MustCLI("vs", "set", "secure", "--service", "secure", "--tls")
+	l.MustCLI("location", "set", "secure", "root", "--path", "/", "--upstream", "app")
+
+	vip := "http://" + lab.L7VIP + "/"
+	for name, args := range map[string][]string{
+		"HTTP/1.1":        {vip},
+		"h2c":             {"--http2-prior-knowledge", vip},
+		"IPv6":            {"http://[" + lab.L7VIP6 + "]/"},
+		"HTTP/2 over TLS": {"--http2", "-k", "--resolve", "www.example.com:443:" + lab.L7VIP, "https://www.example.com/"},
+	} {
+		out := curl(t, l, append([]string{"-w", "\n%{http_version}"}, args...)...)
+		if !strings.Contains(out, "hello from u") {
+			t.Errorf("%s: %q", name, out)
+		}
+		if want := map[string]string{"h2c": "2", "HTTP/2 over TLS": "2"}[name]; want != "" && !strings.HasSuffix(strings.TrimSpace(out), want) {
+			t.Errorf("%s: answered over HTTP/%s", name, out[strings.LastIndex(out, "\n")+1:])
+		}
+	}
+
+	// A Go client sees X-Forwarded-For with its own address at the upstream.
+	c := lab.HTTPClient(l.Client, nil, false)
+	resp, err := c.Get(vip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("X-Seen-XFF"); got != lab.ClientAddr {
+		t.Errorf("X-Forwarded-For at the upstream: %q, want %s", got, lab.ClientAddr)
+	}
+
+	// WebSocket: the upgrade passes through and the echo works both ways.
+	conn, err := lab.DialFrom(l.Client, lab.L7VIP+":80", 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprint(conn, "GET /ws HTTP/1.1\r\nHost: www.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	br := bufio.NewReader(conn)
+	wsResp, err := http.ReadResponse(br, nil)
+	if err != nil || wsResp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("websocket upgrade: %v, %v", wsResp, err)
+	}
+	fmt.Fprint(conn, "echo me\n")
+	if line, err := br.ReadString('\n'); err != nil || line != "ECHO ME\n" {
+		t.Errorf("websocket echo: %q, %v", line, err)
+	}
+
+	// gRPC over h2c: the message comes back with its trailer; the upstream
+	// saw HTTP/2.
+	h2c := lab.HTTPClient(l.Client, nil, true)
+	msg := "\x00\x00\x00\x00\x05hello"
+	req, _ := http.NewRequest("POST", vip+"echo.Echo/Say", strings.NewReader(msg))
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("TE", "trailers")
+	resp, err = h2c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != msg || resp.Trailer.Get("Grpc-Status") != "0" || resp.Header.Get("X-Upstream-Proto") != "HTTP/2.0" {
+		t.Errorf("grpc echo: body %q trailer %q upstream proto %q", body, resp.Trailer.Get("Grpc-Status"), resp.Header.Get("X-Upstream-Proto"))
+	}
+}
+
+func TestL7SNIPicksTheCertificateAndASwapAppliesToTheNextHandshake(t *testing.T) {
+	l, _, _ := l7Lab(t)
+	dir := t.TempDir()
+	aCert, aKey := writeCert(t, dir, "a-old", "a.example.com")
+	bCert, bKey := writeCert(t, dir, "b", "*.b.example.com")
+	l.MustCLI("cert", "set", "a", "--cert", aCert, "--key", aKey)
+	l.MustCLI("cert", "set", "b", "--cert", bCert, "--key", bKey, "--default")
+	l.MustCLI("vs", "set", "secure", "--service", "secure", "--tls")
+	l.MustCLI("location", "set", "secure", "root", "--path", "/", "--upstream", "app")
+
+	subject := func(sni string) string {
+		t.Helper()
+		raw, err := lab.DialFrom(l.Client, lab.L7VIP+":443", 3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := tls.Client(raw, &tls.Config{ServerName: sni, InsecureSkipVerify: true})
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if err := c.Handshake(); err != nil {
+			t.Fatalf("handshake for %s: %v", sni, err)
+		}
+		return c.ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	for sni, want := range map[string]string{"a.example.com": "a-old", "x.b.example.com": "b", "other.test": "b"} {
+		if got := subject(sni); got != want {
+			t.Errorf("SNI %s: certificate %q, want %q", sni, got, want)
+		}
+	}
+	// A connection opened before the swap keeps working after it.
+	c := lab.HTTPClient(l.Client, &tls.Config{ServerName: "a.example.com", InsecureSkipVerify: true}, false)
+	if resp, err := c.Get("https://" + lab.L7VIP + "/"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("https before the swap: %v", err)
+	} else {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	aNew, aNewKey := writeCert(t, dir, "a-new", "a.example.com")
+	l.MustCLI("cert", "set", "a", "--cert", aNew, "--key", aNewKey)
+	if got := subject("a.example.com"); got != "a-new" {
+		t.Errorf("after the swap: %q, want a-new", got)
+	}
+	resp, err := c.Get("https://" + lab.L7VIP + "/")
+	if err != nil || resp.StatusCode != 200 || resp.TLS.PeerCertificates[0].Subject.CommonName != "a-old" {
+		t.Errorf("the connection from before the swap: %v", err)
+	}
+	if resp != nil {
+		resp.Body.Close()
+	}
+}
+
+// load sends requests from the client until stop closes and counts them.
+func load(l *lab.Lab, workers int, stop <-chan struct{}) (wait func() (total, failed int64, firstErr string)) {
+	var tot, bad atomic.Int64
+	var mu sync.Mutex
+	first := ""
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := lab.HTTPClient(l.Client, nil, false)
+			deadline := time.Now().Add(60 * time.Second)
+			for time.Now().Before(deadline) {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := c.Get("http://" + lab.L7VIP + "/")
+				tot.Add(1)
+				msg := ""
+				if err != nil {
+					msg = err.Error()
+				} else {
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						msg = fmt.Sprintf("%d %s", resp.StatusCode, b)
+					}
+				}
+				if msg != "" {
+					bad.Add(1)
+					mu.Lock()
+					if first == "" {
+						first = msg
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	return func() (int64, int64, string) {
+		wg.Wait()
+		return tot.Load(), bad.Load(), first
+	}
+}
+
+func TestL7UpstreamChangesAndAKilledServerFailNoRequest(t *testing.T) {
+	l, _, ups := l7Lab(t)
+	stop := make(chan struct{})
+	wait := load(l, 4, stop)
+	time.Sleep(300 * time.Millisecond)
+	// Servers added and removed through the dynamic upstream API under load.
+	for range 3 {
+		l.MustCLI("upstream", "server", "del", "app", "1")
+		time.Sleep(100 * time.Millisecond)
+		out := l.MustCLI("upstream", "server", "add", "app", ups[0].Addr, "-o", "json")
+		var sv struct {
+			ID int `json:"id"`
+		}
+		if err := json.Unmarshal([]byte(out), &sv); err != nil {
+			t.Fatalf("server add answered %q: %v", out, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		l.MustCLI("upstream", "server", "del", "app", fmt.Sprint(sv.ID))
+		l.MustCLI("upstream", "set", "app", "--server", ups[0].Addr, "--server", ups[1].Addr, "--server", ups[2].Addr)
+		time.Sleep(100 * time.Millisecond)
+	}
+	// A server dies mid-load: requests fail over to the others.
+	ups[1].Kill()
+	time.Sleep(time.Second)
+	close(stop)
+	total, failed, first := wait()
+	if failed > 0 || total < 50 {
+		t.Errorf("%d of %d requests failed (first: %s)", failed, total, first)
+	}
+	var view struct {
+		Servers []struct {
+			Addr      string `json:"addr"`
+			Available bool   `json:"available"`
+		} `json:"servers"`
+	}
+	if err := json.Unmarshal([]byte(l.MustCLI("upstream", "show", "app", "-o", "json")), &view); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range view.Servers {
+		if s.Addr == ups[1].Addr && s.Available {
+			t.Errorf("the killed server is still available: %+v", view.Servers)
+		}
+	}
+}
+
+func TestL7SlowlorisClientIsCutOff(t *testing.T) {
+	l, _, _ := l7Lab(t, "--l7-header-timeout", "1")
+	c, err := lab.DialFrom(l.Client, lab.L7VIP+":80", 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: x\r\n")
+	var cut error
+	for range 50 { // a header line every 100 ms, never the blank line
+		time.Sleep(100 * time.Millisecond)
+		if _, err := fmt.Fprint(c, "X-Slow: 1\r\n"); err != nil {
+			cut = err
+			break
+		}
+		c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		if _, err := c.Read(make([]byte, 512)); err != nil {
+			if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+				cut = err
+				break
+			}
+		}
+	}
+	if cut == nil {
+		t.Fatalf("a slowloris client still connected after %v", time.Since(start))
+	}
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("cut off after %v, want about the 1 s header timeout", took)
+	}
+	// Meanwhile everyone else is served.
+	if out := curl(t, l, "http://"+lab.L7VIP+"/"); !strings.Contains(out, "hello from") {
+		t.Errorf("after the slowloris: %q", out)
+	}
+}
+
+func TestL7AccessLogAndStatistics(t *testing.T) {
+	l, _, _ := l7Lab(t)
+	logFile := filepath.Join(t.TempDir(), "access.log")
+	l.MustCLI("log", "set", "--format", "json", "--path", logFile)
+	for range 5 {
+		curl(t, l, "-H", "User-Agent: e2e-agent", "http://"+lab.L7VIP+"/page")
+	}
+	curl(t, l, "http://["+lab.L7VIP6+"]/") // another vserver, logged too
+	var lines []map[string]any
+	lab.Eventually(5*time.Second, func() bool {
+		b, _ := os.ReadFile(logFile)
+		lines = nil
+		for _, ln := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(ln), &m) == nil {
+				lines = append(lines, m)
+			}
+		}
+		return len(lines) >= 6
+	})
+	agents := 0
+	for _, m := range lines {
+		if m["user_agent"] == "e2e-agent" && fmt.Sprint(m["status"]) == "200" && m["uri"] == "/page" {
+			agents++
+		}
+	}
+	if agents != 5 {
+		t.Errorf("access log has %d of the 5 requests: %v", agents, lines)
+	}
+
+	stats := l.MustCLI("stats", "--l7", "-o", "json")
+	if !strings.Contains(stats, `"site"`) || !strings.Contains(stats, `"app"`) {
+		t.Errorf("l7 stats miss the vserver or the upstream:\n%s", stats)
+	}
+	metrics, err := l.Run(l.LB, 10*time.Second, "curl", "-sS", "--unix-socket", l.Socket, "http://sluice/metrics")
+	if err != nil || !strings.Contains(metrics, `sluice_l7_requests_total{vserver="site"} 5`) {
+		t.Errorf("prometheus: %v\n%s", err, grepLines(metrics, "sluice_l7_requests_total"))
+	}
+	ui, err := l.Run(l.LB, 10*time.Second, "curl", "-sS", "--unix-socket", l.Socket, "http://sluice/ui/")
+	if err != nil || !strings.Contains(ui, "/v1/stats/l7") {
+		t.Errorf("dashboard: %v\n%.300s", err, ui)
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, ln := range strings.Split(s, "\n") {
+		if strings.Contains(ln, sub) {
+			out = append(out, ln)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// writeCert writes a self-signed certificate with common name cn for the
+// names, and its key, into dir.
+func writeCert(t *testing.T, dir, cn string, names ...string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		DNSNames: names, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, cn+".crt"), filepath.Join(dir, cn+".key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
