@@ -20,9 +20,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/emmansun/gmsm/smx509"
+
+	"github.com/sluicelb/sluice/l7/tlcp"
 	"github.com/sluicelb/sluice/test/lab"
 )
 
@@ -305,7 +309,7 @@ func TestL7SlowlorisClientIsCutOff(t *testing.T) {
 }
 
 func TestL7AccessLogAndStatistics(t *testing.T) {
-	l, _, _ := l7Lab(t)
+	l, d, _ := l7Lab(t)
 	logFile := filepath.Join(t.TempDir(), "access.log")
 	l.MustCLI("log", "set", "--format", "json", "--path", logFile)
 	for range 5 {
@@ -334,12 +338,44 @@ func TestL7AccessLogAndStatistics(t *testing.T) {
 		t.Errorf("access log has %d of the 5 requests: %v", agents, lines)
 	}
 
+	// logrotate: the file is moved away, SIGUSR1 reopens it at its path.
+	if err := os.Rename(logFile, logFile+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if !lab.Eventually(5*time.Second, func() bool { _, err := os.Stat(logFile); return err == nil }) {
+		t.Fatal("SIGUSR1 did not reopen the access log")
+	}
+	curl(t, l, "http://"+lab.L7VIP+"/after-rotate")
+	if !lab.Eventually(5*time.Second, func() bool {
+		b, _ := os.ReadFile(logFile)
+		return strings.Contains(string(b), `"/after-rotate"`)
+	}) {
+		t.Error("a request after the rotation is not in the new file")
+	}
+	if b, _ := os.ReadFile(logFile + ".1"); strings.Contains(string(b), "after-rotate") {
+		t.Error("a request after the rotation went to the rotated file")
+	}
+	// A new format applies at runtime.
+	l.MustCLI("log", "set", "--format", "template", "--template", "$remote_addr $status $request_uri $upstream_addr", "--path", logFile)
+	curl(t, l, "http://"+lab.L7VIP+"/templated")
+	if !lab.Eventually(5*time.Second, func() bool {
+		b, _ := os.ReadFile(logFile)
+		return strings.Contains(string(b), lab.ClientAddr+" 200 /templated "+lab.BackendAddr+":")
+	}) {
+		b, _ := os.ReadFile(logFile)
+		t.Errorf("templated line missing:\n%s", b)
+	}
+
 	stats := l.MustCLI("stats", "--l7", "-o", "json")
 	if !strings.Contains(stats, `"site"`) || !strings.Contains(stats, `"app"`) {
 		t.Errorf("l7 stats miss the vserver or the upstream:\n%s", stats)
 	}
+	// Seven requests to "site": the five above and the two around the rotation.
 	metrics, err := l.Run(l.LB, 10*time.Second, "curl", "-sS", "--unix-socket", l.Socket, "http://sluice/metrics")
-	if err != nil || !strings.Contains(metrics, `sluice_l7_requests_total{vserver="site"} 5`) {
+	if err != nil || !strings.Contains(metrics, `sluice_l7_requests_total{vserver="site"} 7`) {
 		t.Errorf("prometheus: %v\n%s", err, grepLines(metrics, "sluice_l7_requests_total"))
 	}
 	ui, err := l.Run(l.LB, 10*time.Second, "curl", "-sS", "--unix-socket", l.Socket, "http://sluice/ui/")
@@ -385,4 +421,45 @@ func writeCert(t *testing.T, dir, cn string, names ...string) (certFile, keyFile
 		t.Fatal(err)
 	}
 	return certFile, keyFile
+}
+
+func TestL7TLCPAndTLSShareThePortThroughTheVIP(t *testing.T) {
+	l, _, _ := l7Lab(t)
+	dir := t.TempDir()
+	l.MustCLI("tlcp", "gen-certs", "--name", "gm.example.com", dir)
+	base := filepath.Join(dir, "gm.example.com")
+	l.MustCLI("cert", "set", "gm", "--kind", "tlcp", "--sign-cert", base+"-sign.crt", "--sign-key", base+"-sign.key",
+		"--enc-cert", base+"-enc.crt", "--enc-key", base+"-enc.key")
+	certFile, keyFile := writeCert(t, dir, "tls", "gm.example.com")
+	l.MustCLI("cert", "set", "tls", "--cert", certFile, "--key", keyFile)
+	l.MustCLI("vs", "set", "secure", "--service", "secure", "--tls")
+	l.MustCLI("location", "set", "secure", "root", "--path", "/", "--upstream", "app")
+
+	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := smx509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	raw, err := lab.DialFrom(l.Client, lab.L7VIP+":443", 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tlcp.Client(raw, &tlcp.Config{ServerName: "gm.example.com", RootCAs: roots})
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: gm.example.com\r\nConnection: close\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("TLCP through the VIP: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "hello from u") || resp.Header.Get("X-Seen-Proto") != "https" {
+		t.Errorf("TLCP through the VIP: %d %q (X-Forwarded-Proto %q)", resp.StatusCode, body, resp.Header.Get("X-Seen-Proto"))
+	}
+	// The same port answers TLS with HTTP/2.
+	out := curl(t, l, "-k", "--http2", "-w", "\n%{http_version}", "--resolve", "gm.example.com:443:"+lab.L7VIP, "https://gm.example.com/")
+	if !strings.Contains(out, "hello from u") || !strings.HasSuffix(strings.TrimSpace(out), "2") {
+		t.Errorf("TLS on the TLCP port: %q", out)
+	}
 }

@@ -337,6 +337,9 @@ func (d *Daemon) Kill() {
 	<-d.done
 }
 
+// Signal sends sig to the daemon (nsenter execs it, so the process is the daemon).
+func (d *Daemon) Signal(sig os.Signal) error { return d.cmd.Process.Signal(sig) }
+
 // Stop sends SIGTERM and waits for the exit, bounded.
 func (d *Daemon) Stop() {
 	_ = d.cmd.Process.Signal(os.Interrupt)
