@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http2"
+
 	"github.com/sluicelb/sluice/l7/accesslog"
 	"github.com/sluicelb/sluice/l7/stats"
 	"github.com/sluicelb/sluice/l7/tlcp"
@@ -51,6 +53,7 @@ type Proxy struct {
 	rp                *httputil.ReverseProxy
 	tlsConfig         *tls.Config
 	tlcpConfig        *tlcp.Config
+	h2                *http2.Server // HTTP/2 over TLCP
 	closed            chan struct{}
 	closeOnce         sync.Once
 }
@@ -74,7 +77,7 @@ func New(opts Options) (*Proxy, error) {
 	p.tab.Store(&table{endpoints: map[netip.AddrPort]*endpoint{}, tlsCerts: newCertSet(nil), tlcpCerts: newCertSet(nil)})
 	p.tlsConfig = &tls.Config{GetCertificate: p.tlsCertificate, NextProtos: []string{"h2", "http/1.1"},
 		MinVersion: tls.VersionTLS12}
-	p.tlcpConfig = &tlcp.Config{GetCertificate: p.tlcpCertificate, NextProtos: []string{"http/1.1"},
+	p.tlcpConfig = &tlcp.Config{GetCertificate: p.tlcpCertificate, NextProtos: []string{"h2", "http/1.1"},
 		SessionCache: tlcp.NewSessionCache(4096, 10*time.Minute)}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:      rewrite,
@@ -104,6 +107,7 @@ func New(opts Options) (*Proxy, error) {
 	var h1 http.Protocols
 	h1.SetHTTP1(true)
 	p.servers = []*http.Server{mk(&h1h2c, "http"), mk(&h1h2, "https"), mk(&h1, "https")}
+	p.h2 = &http2.Server{IdleTimeout: time.Duration(p.limits.IdleTimeout)}
 	for i, q := range []*connQueue{p.plain, p.secure, p.gm} {
 		go func() { _ = p.servers[i].Serve(q) }()
 	}
@@ -247,12 +251,30 @@ func (p *Proxy) dispatch(c net.Conn) {
 				return
 			}
 			if tlcp.IsTLCPRecord(first) {
-				p.gm.push(tlcp.Server(pc, p.tlcpConfig))
+				p.serveTLCP(tlcp.Server(pc, p.tlcpConfig))
 			} else {
 				p.secure.push(tls.Server(pc, p.tlsConfig))
 			}
 		}()
 	}
+}
+
+// serveTLCP completes a TLCP handshake and serves the connection over the
+// protocol ALPN picked: HTTP/2 through x/net's server (net/http speaks
+// HTTP/2 only over crypto/tls connections), else HTTP/1.1.
+func (p *Proxy) serveTLCP(c *tlcp.Conn) {
+	_ = c.SetDeadline(time.Now().Add(time.Duration(p.limits.ReadHeaderTimeout)))
+	if err := c.Handshake(); err != nil {
+		c.Close()
+		return
+	}
+	_ = c.SetDeadline(time.Time{})
+	if c.ConnectionState().NegotiatedProtocol != "h2" {
+		p.gm.push(c)
+		return
+	}
+	ctx := context.WithValue(context.Background(), schemeKey{}, "https")
+	p.h2.ServeConn(c, &http2.ServeConnOpts{Context: ctx, BaseConfig: p.servers[2], Handler: p})
 }
 
 // Close stops serving: listeners given to Serve are the caller's to close;

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+
 	"github.com/sluicelb/sluice/l7/tlcp"
 	"github.com/sluicelb/sluice/l7/upstream"
 )
@@ -67,6 +69,32 @@ func TestOnePortServesTLSAndTLCP(t *testing.T) {
 	if len(names) == 0 || names[0] != "gm.example.com" {
 		t.Errorf("TLCP signing certificate names %v", names)
 	}
+	// HTTP/2 over TLCP when ALPN picks it.
+	raw, err := net.DialTimeout("tcp", tp.addr.String(), 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2conn := tlcp.Client(raw, &tlcp.Config{ServerName: "gm.example.com", RootCAs: gmPKI.CertPool(), NextProtos: []string{"h2"}})
+	h2conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := h2conn.Handshake(); err != nil || h2conn.ConnectionState().NegotiatedProtocol != "h2" {
+		t.Fatalf("tlcp with ALPN h2: %v, negotiated %q", err, h2conn.ConnectionState().NegotiatedProtocol)
+	}
+	cc, err := (&http2.Transport{}).NewClientConn(h2conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", "https://gm.example.com/h2", nil)
+	r, err := cc.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("h2 over TLCP: %v", err)
+	}
+	h2body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	cc.Close()
+	if r.StatusCode != 200 || r.ProtoMajor != 2 || !strings.HasPrefix(string(h2body), "b ") || r.Header.Get("X-Seen-Path") != "/h2" {
+		t.Errorf("h2 over TLCP: %d %s %q", r.StatusCode, r.Proto, h2body)
+	}
+
 	// A TLS client on the same port, with HTTP/2.
 	c := &http.Client{Transport: &http.Transport{ForceAttemptHTTP2: true,
 		TLSClientConfig: &tls.Config{ServerName: "gm.example.com", InsecureSkipVerify: true}}}
@@ -83,7 +111,7 @@ func TestOnePortServesTLSAndTLCP(t *testing.T) {
 	if resp, _, _ := tlcpGet(t, tp.addr.String(), &tlcp.Config{ServerName: "gm.example.com", RootCAs: newPKI.CertPool()}, "/"); resp.StatusCode != 200 {
 		t.Errorf("after the swap: %d", resp.StatusCode)
 	}
-	raw, _ := net.Dial("tcp", tp.addr.String())
+	raw, _ = net.Dial("tcp", tp.addr.String())
 	old := tlcp.Client(raw, &tlcp.Config{ServerName: "gm.example.com", RootCAs: gmPKI.CertPool()})
 	old.SetDeadline(time.Now().Add(5 * time.Second))
 	if err := old.Handshake(); err == nil {
