@@ -425,3 +425,23 @@ func TestBadConfigChangesNothing(t *testing.T) {
 		t.Errorf("after rejected configs: %d %q", resp.StatusCode, body)
 	}
 }
+
+func TestOversizedHeadersAreRefused(t *testing.T) {
+	tp := newTestProxy(t, Limits{MaxHeaderBytes: 4096})
+	b := backend(t, "b")
+	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}},
+		pool("u", hostPort(b))))
+	req, _ := http.NewRequest("GET", tp.url("/"), nil)
+	req.Header.Set("X-Big", strings.Repeat("a", 64<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("64 KiB of headers over a 4 KiB limit: %d, want 431", resp.StatusCode)
+	}
+	if resp, _ := get(t, http.DefaultClient, tp.url("/"), ""); resp.StatusCode != 200 {
+		t.Errorf("a normal request after: %d", resp.StatusCode)
+	}
+}

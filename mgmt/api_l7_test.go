@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/sluicelb/sluice/l7/stats"
 )
 
 const (
@@ -67,6 +69,18 @@ func TestL7ObjectsLifecycleThroughTheAPI(t *testing.T) {
 	}
 	if len(ids) != 2 || ids[0] != 2 || ids[1] != 3 {
 		t.Fatalf("the running pool has servers %v, want [2 3]", ids)
+	}
+
+	// Counters of an upstream are reset on request, and only for it.
+	e.proxy.Stats().Server("app", "10.2.0.2:8080").Observe(stats.Sample{Status: 200})
+	if w := e.do(t, "DELETE", "/v1/upstreams/app/stats", "", ""); w.Code != http.StatusNoContent {
+		t.Fatalf("reset stats: %d %s", w.Code, w.Body)
+	}
+	if n := e.proxy.Stats().Snapshot().Upstreams["app"].Servers["10.2.0.2:8080"].Requests; n != 0 {
+		t.Fatalf("after the reset the server still counts %d requests", n)
+	}
+	if w := e.do(t, "DELETE", "/v1/upstreams/nope/stats", "", ""); w.Code != http.StatusNotFound {
+		t.Fatalf("reset stats of an unknown upstream: %d", w.Code)
 	}
 
 	// Things still in use cannot go.
