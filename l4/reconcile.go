@@ -246,6 +246,9 @@ func (r *Reconciler) set(s Service, hops []NextHop) error {
 		r.backendIDs.release(id)
 	}
 	a.stale = nil
+	// The new reference first: unreferencing the old one must not take a
+	// VIP that both use out of the datapath's VIP map.
+	r.vipRefs[s.VIP]++
 	if old != nil {
 		for addr, id := range old.backends {
 			if a.backends[addr] != id {
@@ -261,7 +264,6 @@ func (r *Reconciler) set(s Service, hops []NextHop) error {
 		}
 		r.unrefVIP(old.svc.VIP)
 	}
-	r.vipRefs[s.VIP]++
 	a.svc = s
 	a.hops = hops
 	r.byName[s.Name] = a

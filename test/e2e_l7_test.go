@@ -463,3 +463,19 @@ func TestL7TLCPAndTLSShareThePortThroughTheVIP(t *testing.T) {
 		t.Errorf("TLS on the TLCP port: %q", out)
 	}
 }
+
+func TestL7TLCPUpstreamBehindTheProxy(t *testing.T) {
+	l, _, _ := l7Lab(t)
+	dir := t.TempDir()
+	l.MustCLI("tlcp", "gen-certs", "--name", "gm.backend.test", dir)
+	b := lab.Build(t)
+	gmAddr := lab.BackendAddr + ":8443"
+	l.Start(l.Backend, b.Tool, "serve", "-name", "gm", "-tlcp", gmAddr, "-tlcp-certs", dir, "-tlcp-name", "gm.backend.test")
+	l.MustCLI("upstream", "set", "gm", "--server", gmAddr, "--tls", "tlcp", "--tls-server-name", "gm.backend.test",
+		"--tls-ca", filepath.Join(dir, "ca.crt"))
+	l.MustCLI("location", "set", "site", "gm", "--path", "/gm/", "--upstream", "gm")
+	out := curl(t, l, "-i", "http://"+lab.L7VIP+"/gm/x")
+	if !strings.Contains(out, "hello from gm") || !strings.Contains(out, "X-Served-Over: TLCP") {
+		t.Errorf("through a TLCP upstream:\n%s", out)
+	}
+}

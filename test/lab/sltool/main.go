@@ -10,8 +10,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/sluicelb/sluice/l7/tlcp"
 )
 
 func main() {
@@ -36,8 +39,29 @@ func serve(args []string) {
 	tcp := fs.String("tcp", "", "TCP echo address")
 	udp := fs.String("udp", "", "UDP echo address")
 	httpAddr := fs.String("http", "", "HTTP address")
+	tlcpAddr := fs.String("tlcp", "", "HTTP-over-TLCP address (needs -tlcp-certs)")
+	tlcpCerts := fs.String("tlcp-certs", "", "directory written by `sluice tlcp gen-certs`; its name is -tlcp-name")
+	tlcpName := fs.String("tlcp-name", "localhost", "the name the TLCP certificates are for")
 	_ = fs.Parse(args)
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
+	if *tlcpAddr != "" {
+		base := filepath.Join(*tlcpCerts, *tlcpName)
+		pair, err := tlcp.LoadX509KeyPair(base+"-sign.crt", base+"-sign.key", base+"-enc.crt", base+"-enc.key")
+		if err != nil {
+			fail(err)
+		}
+		ln, err := tlcp.Listen("tcp", *tlcpAddr, &tlcp.Config{Certificates: []tlcp.Certificate{pair}})
+		if err != nil {
+			fail(err)
+		}
+		h := httpHandler(*name)
+		go func() {
+			errc <- http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("X-Served-Over", "TLCP")
+				h.ServeHTTP(w, r)
+			}))
+		}()
+	}
 	if *tcp != "" {
 		ln, err := net.Listen("tcp", *tcp)
 		if err != nil {
