@@ -84,6 +84,13 @@ row "new TCP connections/s (req+reply), dsr-ipip vs HAProxy mode tcp" "$(num "$(
 row "load balancer CPU per TCP connection, µs (ratio: HAProxy ÷ Sluice)" "$(num "$(l4v sluice_tcp_conn_cpu)" 1 1e3)" \
 	"$(num "$(l4v haproxy_tcp_conn_cpu)" 1 1e3)" "$(ratio "$(l4v haproxy_tcp_conn_cpu)" "$(l4v sluice_tcp_conn_cpu)")" "—"
 
+echo "== L7 proxy, wrk HTTP/1.1 keep-alive, 64 connections, each proxy on one core"
+go run ./scripts/l7bench -duration 10s -conns 64 | tee "$out/l7.txt"
+l7v() { awk -v n="$1" -v f="$2" '$1 == n { print $f }' "$out/l7.txt"; }
+row "L7 proxy req/s (same backend; one core each)" "$(l7v sluice 2)" "nginx $(l7v nginx 2)" "$(ratio "$(l7v sluice 2)" "$(l7v nginx 2)")" "≥ 1.0×"
+row "L7 proxy req/s vs HAProxy" "$(l7v sluice 2)" "haproxy $(l7v haproxy 2)" "$(ratio "$(l7v sluice 2)" "$(l7v haproxy 2)")" "—"
+row "L7 proxy p99" "$(l7v sluice 3)" "nginx $(l7v nginx 3)" "—" "≤ nginx"
+
 if ls l4/*_test.go >/dev/null 2>&1 && grep -q BenchmarkBuildTable l4/*_test.go; then
 	echo "== Maglev table build, 1,000 backends, M = 65537"
 	go test -run '^$' -bench BuildTable -benchtime 20x ./l4/ | tee "$out/maglev.txt"

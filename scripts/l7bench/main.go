@@ -1,0 +1,433 @@
+// Command l7bench measures Sluice's L7 proxy against nginx and HAProxy
+// proxying the same backend, side by side in one run: wrk, HTTP/1.1
+// keep-alive, -conns connections, each proxy alone on CPU 1 (GOMAXPROCS=1,
+// worker_processes 1, nbthread 1), wrk and the backend on CPU 0. The
+// backend is nginx (one worker) answering `return 200 "ok"` from memory, so
+// every proxy sees the same small, cheap response.
+//
+//	go run ./scripts/l7bench [-duration 10s] [-conns 64] [-profile DIR]
+//
+// It prints one "name requests-per-second p99" line per contender
+// ("name not-measured" when one could not be set up), then the ratios to
+// nginx. "direct" is wrk against the backend with no proxy: the ceiling.
+// With -profile, Sluice's proxy writes cpu.pprof and mem.pprof to DIR
+// covering its measured run. Root is not needed; nginx, haproxy, wrk and
+// taskset are (scripts/deps.sh bench). Everything it starts is stopped on
+// exit, interrupt included; configs live in a temporary directory.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+var (
+	duration = flag.Duration("duration", 10*time.Second, "measured wrk run per contender")
+	warmup   = flag.Duration("warmup", 2*time.Second, "unmeasured wrk run before each measured one")
+	conns    = flag.Int("conns", 64, "wrk connections")
+	only     = flag.String("only", "", "comma-separated contenders to run (direct,sluice,nginx,haproxy); all when empty")
+	profile  = flag.String("profile", "", "directory for Sluice's cpu.pprof and mem.pprof")
+	proxyCPU = flag.Int("proxy-cpu", 1, "CPU the proxies run on")
+	loadCPU  = flag.Int("load-cpu", 0, "CPU wrk and the backend run on")
+)
+
+// result is one contender's measurement.
+type result struct {
+	name string
+	rps  float64
+	p99  time.Duration
+	err  error
+}
+
+func main() {
+	flag.Parse()
+	for _, tool := range []string{"nginx", "haproxy", "wrk", "taskset"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			fail(fmt.Errorf("%s not found (scripts/deps.sh bench): %w", tool, err))
+		}
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		stopAll()
+		fmt.Fprintln(os.Stderr, "l7bench: interrupted by", s)
+		os.Exit(130)
+	}()
+	err := run()
+	stopAll()
+	if err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	stopAll()
+	fmt.Fprintln(os.Stderr, "l7bench:", err)
+	os.Exit(1)
+}
+
+func run() error {
+	dir, err := os.MkdirTemp("", "l7bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	want := func(name string) bool {
+		return *only == "" || strings.Contains(","+*only+",", ","+name+",")
+	}
+
+	backendPort := freePort()
+	backendAddr := fmt.Sprintf("127.0.0.1:%d", backendPort)
+	backendDir := filepath.Join(dir, "backend")
+	if _, err := startNginx(backendDir, nginxBackendConf(backendPort), *loadCPU); err != nil {
+		return fmt.Errorf("backend: %w", err)
+	}
+	if err := waitListening(backendAddr); err != nil {
+		return fmt.Errorf("backend: %w", err)
+	}
+
+	var results []result
+	measure := func(name, addr string) {
+		r := result{name: name}
+		r.rps, r.p99, r.err = load(addr)
+		results = append(results, r)
+		report(r)
+	}
+	if want("direct") {
+		measure("direct", backendAddr)
+	}
+	if want("sluice") {
+		measureProxy(&results, "sluice", func(port int) (*exec.Cmd, error) {
+			return startSluice(dir, port, backendAddr)
+		})
+	}
+	if want("nginx") {
+		measureProxy(&results, "nginx", func(port int) (*exec.Cmd, error) {
+			return startNginx(filepath.Join(dir, "nginx"), nginxProxyConf(port, backendAddr), *proxyCPU)
+		})
+	}
+	if want("haproxy") {
+		measureProxy(&results, "haproxy", func(port int) (*exec.Cmd, error) {
+			return startHAProxy(dir, port, backendAddr)
+		})
+	}
+	ratios(results)
+	return nil
+}
+
+// measureProxy starts one proxy on a free port, loads it, and stops it.
+func measureProxy(results *[]result, name string, start func(port int) (*exec.Cmd, error)) {
+	port := freePort()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	r := result{name: name}
+	cmd, err := start(port)
+	if err == nil {
+		err = waitListening(addr)
+	}
+	if err == nil {
+		r.rps, r.p99, r.err = load(addr)
+	} else {
+		r.err = err
+	}
+	if cmd != nil {
+		stop(cmd)
+	}
+	*results = append(*results, r)
+	report(r)
+}
+
+func report(r result) {
+	if r.err != nil {
+		fmt.Printf("%s not-measured\n", r.name)
+		fmt.Fprintf(os.Stderr, "l7bench: %s: %v\n", r.name, r.err)
+		return
+	}
+	fmt.Printf("%s %.0f %.2fms\n", r.name, r.rps, float64(r.p99)/float64(time.Millisecond))
+}
+
+func ratios(results []result) {
+	var ref *result
+	for i := range results {
+		if results[i].name == "nginx" && results[i].err == nil {
+			ref = &results[i]
+		}
+	}
+	if ref == nil {
+		return
+	}
+	fmt.Println()
+	fmt.Printf("relative to nginx (%.0f req/s, p99 %v):\n", ref.rps, ref.p99.Round(10*time.Microsecond))
+	for _, r := range results {
+		if r.err != nil || r.name == "nginx" {
+			continue
+		}
+		fmt.Printf("  %-8s %.2f× req/s, p99 %.2f× (%v)\n", r.name, r.rps/ref.rps,
+			float64(r.p99)/float64(ref.p99), r.p99.Round(10*time.Microsecond))
+	}
+}
+
+// load runs wrk on the load CPU: a warm-up, then the measured run.
+func load(addr string) (float64, time.Duration, error) {
+	url := "http://" + addr + "/"
+	if *warmup > 0 {
+		if _, err := wrk(url, *warmup); err != nil {
+			return 0, 0, err
+		}
+	}
+	out, err := wrk(url, *duration)
+	if err != nil {
+		return 0, 0, err
+	}
+	return parseWrk(out)
+}
+
+func wrk(url string, d time.Duration) (string, error) {
+	secs := int(d.Round(time.Second) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	cmd := exec.Command("taskset", "-c", strconv.Itoa(*loadCPU), "wrk", "-t1",
+		"-c"+strconv.Itoa(*conns), "-d"+strconv.Itoa(secs)+"s", "--latency", url)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("wrk: %w: %s", err, out)
+	}
+	return string(out), nil
+}
+
+var (
+	rpsRE = regexp.MustCompile(`(?m)^Requests/sec:\s+([0-9.]+)`)
+	p99RE = regexp.MustCompile(`(?m)^\s+99%\s+([0-9.]+)(us|ms|s)\b`)
+	errRE = regexp.MustCompile(`(?m)^\s+Non-2xx or 3xx responses: (\d+)|^\s+Socket errors: .*`)
+)
+
+// parseWrk returns requests/s and the p99 latency of wrk --latency output;
+// non-2xx answers or socket errors make the run not count.
+func parseWrk(out string) (float64, time.Duration, error) {
+	if m := errRE.FindString(out); m != "" {
+		return 0, 0, fmt.Errorf("wrk saw errors: %s", strings.TrimSpace(m))
+	}
+	m := rpsRE.FindStringSubmatch(out)
+	l := p99RE.FindStringSubmatch(out)
+	if m == nil || l == nil {
+		return 0, 0, fmt.Errorf("wrk output not understood:\n%s", out)
+	}
+	rps, _ := strconv.ParseFloat(m[1], 64)
+	v, _ := strconv.ParseFloat(l[1], 64)
+	unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[l[2]]
+	return rps, time.Duration(v * float64(unit)), nil
+}
+
+func nginxBackendConf(port int) string {
+	return fmt.Sprintf(`worker_processes 1;
+daemon off;
+user root;
+pid %%DIR%%/nginx.pid;
+error_log %%DIR%%/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	%%TEMP%%
+	keepalive_requests 100000000;
+	keepalive_timeout 75s;
+	server {
+		listen 127.0.0.1:%d backlog=4096;
+		location / { default_type text/plain; return 200 "ok"; }
+	}
+}
+`, port)
+}
+
+func nginxProxyConf(port int, backend string) string {
+	return fmt.Sprintf(`worker_processes 1;
+daemon off;
+user root;
+pid %%DIR%%/nginx.pid;
+error_log %%DIR%%/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	%%TEMP%%
+	keepalive_requests 100000000;
+	keepalive_timeout 75s;
+	upstream backend {
+		server %s;
+		keepalive 64;
+		keepalive_requests 100000000;
+	}
+	server {
+		listen 127.0.0.1:%d backlog=4096;
+		location / {
+			proxy_pass http://backend;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_set_header Host $host;
+			proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+		}
+	}
+}
+`, backend, port)
+}
+
+// startNginx runs nginx in the foreground (daemon off) from its own
+// directory, pinned to cpu; its worker inherits the affinity.
+func startNginx(dir, conf string, cpu int) (*exec.Cmd, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var temp strings.Builder
+	for _, t := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
+		fmt.Fprintf(&temp, "%s_temp_path %s/%s;\n\t", t, dir, t)
+	}
+	conf = strings.ReplaceAll(conf, "%DIR%", dir)
+	conf = strings.ReplaceAll(conf, "%TEMP%", temp.String())
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	return start(dir, "taskset", "-c", strconv.Itoa(cpu), "nginx", "-p", dir, "-c", path)
+}
+
+func startHAProxy(dir string, port int, backend string) (*exec.Cmd, error) {
+	conf := fmt.Sprintf(`global
+	nbthread 1
+	maxconn 4096
+defaults
+	mode http
+	option http-keep-alive
+	http-reuse always
+	timeout connect 5s
+	timeout client 60s
+	timeout server 60s
+frontend web
+	bind 127.0.0.1:%d
+	default_backend backend
+backend backend
+	option forwardfor
+	server s1 %s
+`, port, backend)
+	path := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	return start(dir, "taskset", "-c", strconv.Itoa(*proxyCPU), "haproxy", "-db", "-f", path)
+}
+
+// startSluice builds scripts/l7bench/sluiceproxy and runs it with
+// GOMAXPROCS=1 on the proxy CPU.
+func startSluice(dir string, port int, backend string) (*exec.Cmd, error) {
+	bin := filepath.Join(dir, "sluiceproxy")
+	build := exec.Command("go", "build", "-o", bin, "./scripts/l7bench/sluiceproxy")
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build sluiceproxy: %w: %s", err, out)
+	}
+	args := []string{"-c", strconv.Itoa(*proxyCPU), bin,
+		"-listen", fmt.Sprintf("127.0.0.1:%d", port), "-backend", backend}
+	if *profile != "" {
+		p, err := filepath.Abs(*profile)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			return nil, err
+		}
+		args = append(args, "-cpuprofile", filepath.Join(p, "cpu.pprof"), "-memprofile", filepath.Join(p, "mem.pprof"))
+	}
+	cmd := exec.Command("taskset", args...)
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	return startCmd(dir, cmd)
+}
+
+var (
+	mu      sync.Mutex
+	running []*exec.Cmd
+)
+
+func start(dir, name string, args ...string) (*exec.Cmd, error) {
+	return startCmd(dir, exec.Command(name, args...))
+}
+
+// startCmd starts cmd in its own process group, its output in dir, and
+// remembers it for stopAll.
+func startCmd(dir string, cmd *exec.Cmd) (*exec.Cmd, error) {
+	logf, err := os.Create(filepath.Join(dir, filepath.Base(cmd.Args[len(cmd.Args)-1])+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	mu.Lock()
+	defer mu.Unlock()
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", strings.Join(cmd.Args, " "), err)
+	}
+	running = append(running, cmd)
+	return cmd, nil
+}
+
+// stop ends cmd's process group: SIGTERM, then SIGKILL after 5s.
+func stop(cmd *exec.Cmd) {
+	mu.Lock()
+	for i, c := range running {
+		if c == cmd {
+			running = append(running[:i], running[i+1:]...)
+			break
+		}
+	}
+	mu.Unlock()
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+func stopAll() {
+	mu.Lock()
+	cmds := append([]*exec.Cmd(nil), running...)
+	mu.Unlock()
+	for i := len(cmds) - 1; i >= 0; i-- {
+		stop(cmds[i])
+	}
+}
+
+// freePort returns a loopback port nothing listens on now.
+func freePort() int {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		fail(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func waitListening(addr string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp4", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return errors.New("nothing listening on " + addr + " after 10s")
+}
