@@ -194,9 +194,6 @@ func (p *Proxy) attempt(req *http.Request, x *exchange, tr *upstreamTransport, s
 	ss := p.stats.Server(rt.upstream, addr)
 	srv.Acquire()
 	ss.ConnOpen()
-	out := req.Clone(req.Context())
-	out.URL.Host = addr
-	out.URL.Scheme = tr.scheme
 	ctx, cancel := context.WithCancel(req.Context())
 	if rt.connectTimeout > 0 {
 		ctx = context.WithValue(ctx, connectTimeoutKey{}, rt.connectTimeout)
@@ -208,7 +205,13 @@ func (p *Proxy) attempt(req *http.Request, x *exchange, tr *upstreamTransport, s
 	var timedOut atomic.Bool
 	timer := time.AfterFunc(readTimeout, func() { timedOut.Store(true); cancel() })
 	start := time.Now()
-	resp, err := tr.pick(out).RoundTrip(out.WithContext(ctx))
+	// A shallow copy with its own URL: ReverseProxy already gave this
+	// request its own headers, and the transport changes neither.
+	out := req.WithContext(ctx)
+	u := *req.URL
+	u.Host, u.Scheme = addr, tr.scheme
+	out.URL = &u
+	resp, err := tr.pick(out).RoundTrip(out)
 	stopped := timer.Stop()
 	took := time.Since(start)
 	if err != nil || !stopped {

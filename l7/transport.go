@@ -20,7 +20,7 @@ import (
 // for most requests, HTTP/2 (h2c, or h2 over TLS) for gRPC and other
 // HTTP/2 requests whose protocol needs it end to end (trailers).
 type upstreamTransport struct {
-	cfg         upstream.Config // what it was built from; an equal config reuses it
+	cfg         upstream.Config // what it was built from; a config equal in these settings reuses it
 	scheme      string
 	readTimeout time.Duration
 	h1, h2      *http.Transport
@@ -31,7 +31,6 @@ type upstreamTransport struct {
 // server list changes), else a new one.
 func (p *Proxy) transportFor(uc upstream.Config) (*upstreamTransport, error) {
 	if old := p.upstreams[uc.Name]; old != nil && sameTransport(old.cfg, uc) {
-		old.cfg = uc
 		return old, nil
 	}
 	return newUpstreamTransport(uc)
