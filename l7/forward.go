@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -61,7 +60,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		locName = rt.name
 		rt.stats.ConnOpen()
 		x.route = rt
-		p.rp.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
+		if !p.forwardFast(cw, r, x) {
+			p.rp.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
+		}
 		rt.stats.ConnClose()
 	}
 	status := cw.status
@@ -122,17 +123,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.Out.Header.Set("X-Forwarded-Proto", scheme)
 	client, _, _ := net.SplitHostPort(in.RemoteAddr)
-	if strings.Contains(client, ":") {
-		client = `"[` + client + `]"`
-	}
-	fwd := "for=" + client + ";proto=" + scheme
-	if in.Host != "" {
-		fwd += `;host="` + in.Host + `"`
-	}
-	if prior := in.Header.Get("Forwarded"); prior != "" {
-		fwd = prior + ", " + fwd
-	}
-	pr.Out.Header.Set("Forwarded", fwd)
+	pr.Out.Header.Set("Forwarded", forwardedValue(in, client, scheme))
 	pr.Out.Host = in.Host
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = "upstream" // the round trip picks the server

@@ -24,6 +24,8 @@ type upstreamTransport struct {
 	scheme      string
 	readTimeout time.Duration
 	h1, h2      *http.Transport
+	fast        *connPool // plain-HTTP upstreams: the fast path's connections
+	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // transportFor returns the transport of an upstream config: the running one
@@ -82,13 +84,14 @@ func newUpstreamTransport(uc upstream.Config) (*upstreamTransport, error) {
 			ReadBufferSize:      32 << 10,
 		}
 	}
-	t := &upstreamTransport{cfg: uc, scheme: "http", readTimeout: read, h1: base(), h2: base()}
+	t := &upstreamTransport{cfg: uc, scheme: "http", readTimeout: read, h1: base(), h2: base(), dial: dial}
 	var h1, h2 http.Protocols
 	h1.SetHTTP1(true)
 	t.h1.Protocols = &h1
 	h2.SetUnencryptedHTTP2(true)
 	t.h2.Protocols = &h2
 	if uc.TLS == nil {
+		t.fast = newConnPool(keep, 90*time.Second)
 		return t, nil
 	}
 	t.scheme = "https"
@@ -184,6 +187,9 @@ func (t *upstreamTransport) pick(r *http.Request) http.RoundTripper {
 }
 
 func (t *upstreamTransport) closeIdle() {
+	if t.fast != nil {
+		t.fast.close()
+	}
 	t.h1.CloseIdleConnections()
 	if t.h2 != nil {
 		t.h2.CloseIdleConnections()

@@ -1,0 +1,119 @@
+package l7
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func oneLocation(tp *testProxy, b *httptest.Server) Config {
+	return tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}},
+		pool("u", hostPort(b)))
+}
+
+func TestKeepAliveConnectionsToTheUpstreamAreReused(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	var conns atomic.Int64
+	b := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	b.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	b.Start()
+	t.Cleanup(b.Close)
+	tp.apply(t, oneLocation(tp, b))
+	c := &http.Client{}
+	for i := range 50 {
+		if resp, body := get(t, c, tp.url("/"), ""); resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if n := conns.Load(); n > 2 {
+		t.Errorf("50 sequential requests opened %d upstream connections, want 1", n)
+	}
+}
+
+func TestAConnectionTheUpstreamClosedIsRetriedOnANewOne(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	b := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	b.Config.IdleTimeout = 50 * time.Millisecond // closes our idle connection
+	b.Start()
+	t.Cleanup(b.Close)
+	cfg := oneLocation(tp, b)
+	cfg.VServers[0].Locations[0].Tries = 1 // only the stale-connection retry may save it
+	tp.apply(t, cfg)
+	for i := range 5 {
+		if resp, body := get(t, http.DefaultClient, tp.url("/"), ""); resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("request %d after the upstream closed the idle connection: %d %q", i, resp.StatusCode, body)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+}
+
+func TestServerSentEventsAreFlushedAsTheyCome(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	release := make(chan struct{})
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-time.After(5 * time.Second):
+		}
+		fmt.Fprint(w, "data: second\n\n")
+	}))
+	t.Cleanup(b.Close)
+	t.Cleanup(func() { close(release) })
+	tp.apply(t, oneLocation(tp, b))
+	resp, err := http.Get(tp.url("/events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(resp.Body).ReadString('\n')
+		got <- line
+	}()
+	select {
+	case line := <-got:
+		if line != "data: first\n" {
+			t.Errorf("first event %q", line)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the first event was held back until the stream ended")
+	}
+}
+
+func TestAClientThatLeavesReleasesTheUpstream(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	gone := make(chan struct{}, 1)
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+			gone <- struct{}{}
+		case <-time.After(10 * time.Second):
+		}
+	}))
+	t.Cleanup(b.Close)
+	tp.apply(t, oneLocation(tp, b))
+	c := &http.Client{Timeout: 200 * time.Millisecond}
+	if _, err := c.Get(tp.url("/slow")); err == nil {
+		t.Fatal("the request did not time out at the client")
+	}
+	select {
+	case <-gone:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the upstream request went on after the client left")
+	}
+	if n := tp.Stats().Snapshot().VServers["v"].Responses.Status5xx; n != 0 {
+		t.Errorf("a client that left was counted as %d upstream errors", n)
+	}
+}
