@@ -198,8 +198,9 @@ func (p *Proxy) attemptFast(w http.ResponseWriter, r *http.Request, x *exchange,
 }
 
 // exchangeHead writes r to addr over a pooled connection and reads the
-// answer's head; a reused connection that the server had closed is retried
-// once on a new one. A client that goes away ends the wait.
+// answer's head; an idempotent request on a reused connection that the
+// server had closed is sent again on a new one. A client that goes away
+// ends the wait.
 func (p *Proxy) exchangeHead(r *http.Request, rt *route, addr string, readTimeout time.Duration) (*pooledConn, *http.Response, error) {
 	for {
 		pc, reused := rt.tr.fast.get(addr), true
@@ -236,7 +237,9 @@ func (p *Proxy) exchangeHead(r *http.Request, rt *route, addr string, readTimeou
 		if errors.As(err, &ne) && ne.Timeout() && r.Context().Err() == nil {
 			return nil, nil, errUpstreamTimout
 		}
-		if !reused || r.Context().Err() != nil {
+		// Only a request that may be sent twice is: the server may have
+		// acted on it before the connection died (net/http's rule too).
+		if !reused || r.Context().Err() != nil || !idempotent(r.Method) {
 			return nil, nil, err
 		}
 	}
