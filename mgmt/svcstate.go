@@ -29,8 +29,8 @@ type svcCounters interface {
 	Flows() (int, error)
 }
 
-// svcState is the desired L4 services: validated, applied through the
-// reconciler, then stored; one writer at a time.
+// svcState is the desired services: validated, applied (L4 through the
+// reconciler, L7 to the proxy), then stored; one writer at a time.
 //
 // L4 services live in the reconciler; L7 services (mode l7) live here and
 // go to the proxy through onL7, which gets every L7 endpoint after a change
