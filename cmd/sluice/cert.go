@@ -99,7 +99,7 @@ func certFromFlags(c *cli.Context) (client.Cert, error) {
 	for _, f := range []struct {
 		flag string
 		dst  *string
-	}{{"cert", &cert.Cert}, {"key", &cert.Key}, {"sign-cert", &cert.SignCert}, {"sign-key", &cert.SignKey},
+	}{{"cert", &cert.CertPEM}, {"key", &cert.KeyPEM}, {"sign-cert", &cert.SignCert}, {"sign-key", &cert.SignKey},
 		{"enc-cert", &cert.EncCert}, {"enc-key", &cert.EncKey}} {
 		pem, err := readPEMFlag(c, f.flag)
 		if err != nil {

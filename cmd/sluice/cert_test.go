@@ -76,7 +76,7 @@ cert         www      www.example.com,*.example.org,192.0.2.1  2027-03-01
 	if err := json.Unmarshal([]byte(f.last(t).Body), &sent); err != nil {
 		t.Fatal(err)
 	}
-	if sent != (client.Cert{Name: "site", Kind: "tls", Default: true, Cert: crt, Key: key}) {
+	if sent != (client.Cert{Name: "site", Kind: "tls", Default: true, CertPEM: crt, KeyPEM: key}) {
 		t.Errorf("sent %+v", sent)
 	}
 	wantStdout(t, f.run("cert", "list"), `NAME  KIND  DEFAULT  SUBJECT  NAMES                                    NOT AFTER   VERSION

@@ -119,7 +119,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // the API). Zero values mean the defaults (see Normalize).
 type ServerConfig struct {
 	// ID identifies the server across updates; the pool assigns one when 0.
-	ID int `json:"id"`
+	ID int `json:"id,omitempty"`
 	// Addr is host:port; a host name is resolved by the proxy's dialer.
 	Addr string `json:"addr"`
 	// Weight is the server's share, 1..1000000 (default 1).

@@ -155,7 +155,7 @@ func TestConfigJSONIsWhatOperatorsWrite(t *testing.T) {
 		t.Error(err)
 	}
 	out := mustJSON(t, Config{Name: "a", ReadTimeout: Duration(90 * time.Second), Servers: []ServerConfig{{Addr: "h:1"}}})
-	if want := `{"name":"a","servers":[{"id":0,"addr":"h:1"}],"read_timeout":"1m30s"}`; out != want {
+	if want := `{"name":"a","servers":[{"addr":"h:1"}],"read_timeout":"1m30s"}`; out != want {
 		t.Errorf("marshal: %s, want %s", out, want)
 	}
 	var d Duration
