@@ -197,7 +197,8 @@ func (c *Cert) Validate() error {
 	return err
 }
 
-// Validate checks the whole config: each object, and that every reference
+// Validate checks the whole config: each object (certificates only by
+// name: compile parses them), and that every reference
 // resolves (a location's upstream, a vserver's service) and that the
 // vservers sharing a service agree on TLS.
 func (c *Config) Validate() error {
@@ -233,8 +234,10 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	for i := range c.Certs {
-		if err := c.Certs[i].Validate(); err != nil {
+	for _, cert := range c.Certs {
+		// The PEM is parsed once, when the config is compiled; a bad one
+		// fails Apply there, before anything changes.
+		if err := ValidName("cert", cert.Name); err != nil {
 			return err
 		}
 	}

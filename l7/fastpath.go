@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -96,16 +97,25 @@ var hopByHop = map[string]bool{"Connection": true, "Proxy-Connection": true, "Ke
 	"Proxy-Authenticate": true, "Proxy-Authorization": true, "Te": true, "Trailer": true,
 	"Transfer-Encoding": true, "Upgrade": true}
 
-// connectionNamed reports whether h's Connection header names key.
-func connectionNamed(h http.Header, key string) bool {
+// connectionTokens returns the header names h's Connection header lists,
+// in canonical form; nil without one. Parsed once per header set, not per
+// header.
+func connectionTokens(h http.Header) []string {
+	var out []string
 	for _, v := range h["Connection"] {
 		for _, f := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(f), key) {
-				return true
+			if f = strings.TrimSpace(f); f != "" {
+				out = append(out, http.CanonicalHeaderKey(f))
 			}
 		}
 	}
-	return false
+	return out
+}
+
+// forwarded reports whether header k goes on to the other side: not
+// hop-by-hop, not named in Connection.
+func forwarded(k string, named []string) bool {
+	return !hopByHop[k] && !slices.Contains(named, k)
 }
 
 // forwardFast forwards r when the fast path applies and reports whether it did.
@@ -170,8 +180,9 @@ func (p *Proxy) attemptFast(w http.ResponseWriter, r *http.Request, x *exchange,
 	x.upstreamAddr, x.upstreamTime = addr, took
 
 	h := w.Header()
+	named := connectionTokens(resp.Header)
 	for k, vv := range resp.Header {
-		if !hopByHop[k] && !connectionNamed(resp.Header, k) {
+		if forwarded(k, named) {
 			h[k] = vv
 		}
 	}
@@ -287,12 +298,13 @@ func writeRequest(bw *bufio.Writer, r *http.Request) {
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(r.Host)
 	bw.WriteString("\r\n")
+	named := connectionTokens(r.Header)
 	for k, vv := range r.Header {
 		switch k {
 		case "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded":
 			continue
 		}
-		if hopByHop[k] || connectionNamed(r.Header, k) {
+		if !forwarded(k, named) {
 			continue
 		}
 		for _, v := range vv {

@@ -232,13 +232,14 @@ func (p *Proxy) Serve(ln net.Listener) error {
 }
 
 func (p *Proxy) dispatch(c net.Conn) {
-	ep := p.current().endpoints[localAddrPort(c.LocalAddr())]
+	t := p.current()
+	ep := t.endpoints[localAddrPort(c.LocalAddr())]
 	switch {
 	case ep == nil:
 		c.Close() // steered here, but the service is gone
 	case !ep.tls:
 		p.plain.push(c)
-	case p.current().tlcpCerts.def == nil:
+	case t.tlcpCerts.def == nil:
 		p.secure.push(tls.Server(c, p.tlsConfig))
 	default:
 		// TLS and TLCP share the port: the first record's version tells

@@ -153,10 +153,8 @@ func (s *Server) serverView(upstreamName string, sc upstream.ServerConfig) Serve
 		return sv
 	}
 	if pool := s.proxy.Pool(upstreamName); pool != nil {
-		for _, srv := range pool.Servers() {
-			if srv.ID() == sc.ID {
-				sv.Active, sv.Available = srv.Active(), !sc.Down && srv.Available(time.Now())
-			}
+		if srv := pool.Server(sc.ID); srv != nil {
+			sv.Active, sv.Available = srv.Active(), !sc.Down && srv.Available(time.Now())
 		}
 	}
 	return sv
@@ -165,9 +163,9 @@ func (s *Server) serverView(upstreamName string, sc upstream.ServerConfig) Serve
 func (s *Server) getUpstreams() http.HandlerFunc {
 	return s.l7Handler(func(w http.ResponseWriter, r *http.Request) (any, error) {
 		out := []UpstreamView{}
-		for _, u := range s.l7.upstreams() {
-			_, version, _ := s.l7.upstream(u.Name)
-			out = append(out, s.upstreamView(u, version))
+		cfgs, versions := s.l7.upstreams()
+		for i, u := range cfgs {
+			out = append(out, s.upstreamView(u, versions[i]))
 		}
 		return map[string]any{"upstreams": out}, nil
 	})

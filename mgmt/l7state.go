@@ -315,11 +315,17 @@ func assignIDs(u *upstream.Config) {
 	}
 }
 
-func (s *l7State) upstreams() []upstream.Config {
-	var out []upstream.Config
-	s.read(func(d *L7State) { out = slices.Clone(d.Upstreams) })
-	slices.SortFunc(out, func(a, b upstream.Config) int { return strings.Compare(a.Name, b.Name) })
-	return out
+// upstreams returns every upstream, sorted by name, with its version, read
+// together.
+func (s *l7State) upstreams() (cfgs []upstream.Config, versions []uint64) {
+	s.read(func(d *L7State) {
+		cfgs = slices.Clone(d.Upstreams)
+		slices.SortFunc(cfgs, func(a, b upstream.Config) int { return strings.Compare(a.Name, b.Name) })
+		for _, u := range cfgs {
+			versions = append(versions, d.Versions["upstream/"+u.Name])
+		}
+	})
+	return cfgs, versions
 }
 
 func (s *l7State) upstream(name string) (upstream.Config, uint64, error) {
