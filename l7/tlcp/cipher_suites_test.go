@@ -41,19 +41,21 @@ func TestGCMRecordKnownAnswer(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("sealed\n got %x\nwant %x", got, want)
 	}
-	pt, _, ok := p.open(&seq, recordTypeApplicationData, want)
+	// open consumes its fragment (it decrypts in place): each call gets a copy.
+	fresh := func() []byte { return append([]byte{}, want...) }
+	pt, _, ok := p.open(&seq, recordTypeApplicationData, fresh())
 	if !ok || !bytes.Equal(pt, plaintext) {
 		t.Fatalf("open failed: %v %q", ok, pt)
 	}
 	// Wrong type, wrong sequence number or a flipped bit all fail.
-	if _, a, ok := p.open(&seq, recordTypeHandshake, want); ok || a != alertBadRecordMAC {
+	if _, a, ok := p.open(&seq, recordTypeHandshake, fresh()); ok || a != alertBadRecordMAC {
 		t.Fatalf("open with wrong type succeeded")
 	}
 	other := [8]byte{7}
-	if _, _, ok := p.open(&other, recordTypeApplicationData, want); ok {
+	if _, _, ok := p.open(&other, recordTypeApplicationData, fresh()); ok {
 		t.Fatalf("open with wrong sequence number succeeded")
 	}
-	bad := append([]byte{}, want...)
+	bad := fresh()
 	bad[len(bad)-1] ^= 1
 	if _, _, ok := p.open(&seq, recordTypeApplicationData, bad); ok {
 		t.Fatalf("open of tampered record succeeded")
