@@ -92,11 +92,6 @@ func (cp *connPool) close() {
 	}
 }
 
-// hopByHop are the headers that describe one connection, never forwarded.
-var hopByHop = map[string]bool{"Connection": true, "Proxy-Connection": true, "Keep-Alive": true,
-	"Proxy-Authenticate": true, "Proxy-Authorization": true, "Te": true, "Trailer": true,
-	"Transfer-Encoding": true, "Upgrade": true}
-
 // connectionTokens returns the header names h's Connection header lists,
 // in canonical form; nil without one. Parsed once per header set, not per
 // header.
@@ -115,7 +110,24 @@ func connectionTokens(h http.Header) []string {
 // forwarded reports whether header k goes on to the other side: not
 // hop-by-hop, not named in Connection.
 func forwarded(k string, named []string) bool {
-	return !hopByHop[k] && !slices.Contains(named, k)
+	return !isHopByHop(k) && !slices.Contains(named, k)
+}
+
+// upstreamConn returns an idle keep-alive connection to addr from the
+// route's upstream (reused), or a new one dialled within the route's connect
+// timeout.
+func (rt *route) upstreamConn(ctx context.Context, addr string) (pc *pooledConn, reused bool, err error) {
+	if pc := rt.tr.fast.get(addr); pc != nil {
+		return pc, true, nil
+	}
+	if rt.connectTimeout > 0 {
+		ctx = context.WithValue(ctx, connectTimeoutKey{}, rt.connectTimeout)
+	}
+	c, err := rt.tr.dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, false, err
+	}
+	return &pooledConn{Conn: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 8<<10)}, false, nil
 }
 
 // forwardFast forwards r when the fast path applies and reports whether it did.
@@ -124,31 +136,12 @@ func (p *Proxy) forwardFast(w http.ResponseWriter, r *http.Request, x *exchange)
 	if r.ProtoMajor != 1 || x.body != nil || rt.pool == nil || rt.tr.fast == nil || r.Header["Upgrade"] != nil {
 		return false
 	}
-	key := rt.pool.KeyFor(r)
-	var triedBuf [4]*upstream.Server
-	tried := triedBuf[:0]
-	var err error
-	for len(tried) < rt.tries {
-		srv := rt.pool.Pick(key, tried)
-		if srv == nil {
-			break
-		}
-		var done bool
-		if done, err = p.attemptFast(w, r, x, srv); done {
-			return true
-		}
-		if r.Context().Err() != nil {
-			break
-		}
-		tried = append(tried, srv)
-		if !(isConnectError(err) || rt.retryAny || idempotent(r.Method)) {
-			break
-		}
+	err := rt.tryServers(rt.pool.KeyFor(r), r.Method, func(srv *upstream.Server) (bool, error) {
+		return p.attemptFast(w, r, x, srv)
+	}, func(error) bool { return r.Context().Err() != nil })
+	if err != nil {
+		p.upstreamError(w, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)), err)
 	}
-	if err == nil {
-		err = errNoServer
-	}
-	p.upstreamError(w, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)), err)
 	return true
 }
 
@@ -214,23 +207,14 @@ func (p *Proxy) attemptFast(w http.ResponseWriter, r *http.Request, x *exchange,
 // ends the wait.
 func (p *Proxy) exchangeHead(r *http.Request, rt *route, addr string, readTimeout time.Duration) (*pooledConn, *http.Response, error) {
 	for {
-		pc, reused := rt.tr.fast.get(addr), true
-		if pc == nil {
-			reused = false
-			ctx := r.Context()
-			if rt.connectTimeout > 0 {
-				ctx = context.WithValue(ctx, connectTimeoutKey{}, rt.connectTimeout)
-			}
-			c, err := rt.tr.dial(ctx, "tcp", addr)
-			if err != nil {
-				return nil, nil, err
-			}
-			pc = &pooledConn{Conn: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 8<<10)}
+		pc, reused, err := rt.upstreamConn(r.Context(), addr)
+		if err != nil {
+			return nil, nil, err
 		}
 		_ = pc.SetDeadline(time.Now().Add(readTimeout))
 		stop := context.AfterFunc(r.Context(), func() { _ = pc.SetDeadline(time.Unix(1, 0)) })
 		writeRequest(pc.bw, r)
-		err := pc.bw.Flush()
+		err = pc.bw.Flush()
 		var resp *http.Response
 		for err == nil {
 			resp, err = http.ReadResponse(pc.br, r)
@@ -330,20 +314,21 @@ func writeRequest(bw *bufio.Writer, r *http.Request) {
 	bw.WriteString("\r\nX-Forwarded-Proto: ")
 	bw.WriteString(scheme)
 	bw.WriteString("\r\nForwarded: ")
-	bw.WriteString(forwardedValue(r, client, scheme))
+	bw.WriteString(forwardedValue(r.Header.Get("Forwarded"), r.Host, client, scheme))
 	bw.WriteString("\r\n\r\n")
 }
 
-// forwardedValue is the Forwarded header: the client's element appended.
-func forwardedValue(r *http.Request, client, scheme string) string {
+// forwardedValue is the Forwarded header: the client's element appended to
+// the prior value.
+func forwardedValue(prior, host, client, scheme string) string {
 	if strings.Contains(client, ":") {
 		client = `"[` + client + `]"`
 	}
 	fwd := "for=" + client + ";proto=" + scheme
-	if r.Host != "" {
-		fwd += `;host="` + r.Host + `"`
+	if host != "" {
+		fwd += `;host="` + host + `"`
 	}
-	if prior := r.Header.Get("Forwarded"); prior != "" {
+	if prior != "" {
 		fwd = prior + ", " + fwd
 	}
 	return fwd

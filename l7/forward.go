@@ -123,7 +123,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.Out.Header.Set("X-Forwarded-Proto", scheme)
 	client, _, _ := net.SplitHostPort(in.RemoteAddr)
-	pr.Out.Header.Set("Forwarded", forwardedValue(in, client, scheme))
+	pr.Out.Header.Set("Forwarded", forwardedValue(in.Header.Get("Forwarded"), in.Host, client, scheme))
 	pr.Out.Host = in.Host
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = "upstream" // the round trip picks the server
@@ -150,31 +150,44 @@ func (p *Proxy) roundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil {
 		req.Body = io.NopCloser(req.Body) // the transport closes bodies on errors; a retry needs it open
 	}
+	var resp *http.Response
+	err := rt.tryServers(key, req.Method, func(srv *upstream.Server) (bool, error) {
+		var err error
+		resp, err = p.attempt(req, x, tr, srv)
+		return err == nil, err
+	}, func(error) bool { return req.Context().Err() != nil || x.body.count() > 0 })
+	return resp, err
+}
+
+// tryServers calls attempt on servers of rt's pool picked for key, one
+// after another, until one is done. It moves on while tries remain and the
+// failure allows it: always after a connection error (nothing was sent),
+// after other errors only for idempotent methods or when the location
+// allows any, never when stop says so (the client went away, a request
+// body started to flow). It returns the last error, errNoServer when no
+// server was tried.
+func (rt *route) tryServers(key, method string, attempt func(*upstream.Server) (done bool, err error), stop func(error) bool) error {
 	var triedBuf [4]*upstream.Server
 	tried := triedBuf[:0]
-	var lastErr error
+	var err error
 	for len(tried) < rt.tries {
 		srv := rt.pool.Pick(key, tried)
 		if srv == nil {
 			break
 		}
-		resp, err := p.attempt(req, x, tr, srv)
-		if err == nil {
-			return resp, nil
-		}
-		lastErr = err
-		if req.Context().Err() != nil {
-			return nil, err // the client went away; not the server's fault
+		var done bool
+		if done, err = attempt(srv); done {
+			return nil
 		}
 		tried = append(tried, srv)
-		if x.body.count() > 0 || !(isConnectError(err) || rt.retryAny || idempotent(req.Method)) {
+		if stop(err) || !(isConnectError(err) || rt.retryAny || idempotent(method)) {
 			break
 		}
 	}
-	if lastErr == nil {
-		lastErr = errNoServer
+	if err == nil {
+		err = errNoServer
 	}
-	return nil, lastErr
+	return err
 }
 
 // attempt is one try against one server. The server is held (active

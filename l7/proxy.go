@@ -49,6 +49,8 @@ type Proxy struct {
 	upstreams map[string]*upstreamTransport
 
 	plain, secure, gm *connQueue // connections by protocol, each served by one http.Server
+	h1                h1conns    // plain connections served by the proxy's own HTTP/1.1 loop
+	shuttingDown      atomic.Bool
 	servers           []*http.Server
 	rp                *httputil.ReverseProxy
 	tlsConfig         *tls.Config
@@ -238,7 +240,7 @@ func (p *Proxy) dispatch(c net.Conn) {
 	case ep == nil:
 		c.Close() // steered here, but the service is gone
 	case !ep.tls:
-		p.plain.push(c)
+		go p.serveHTTP1(c)
 	case t.tlcpCerts.def == nil:
 		p.secure.push(tls.Server(c, p.tlsConfig))
 	default:
@@ -286,6 +288,7 @@ func (p *Proxy) Close() error {
 		for _, s := range p.servers {
 			_ = s.Close()
 		}
+		p.h1.closeIdle(true)
 		p.mu.Lock()
 		for _, tr := range p.upstreams {
 			tr.closeIdle()
@@ -298,10 +301,22 @@ func (p *Proxy) Close() error {
 
 // Shutdown stops accepting and waits for requests in flight, up to ctx.
 func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.shuttingDown.Store(true)
 	var err error
 	for _, s := range p.servers {
 		if e := s.Shutdown(ctx); e != nil && err == nil {
 			err = e
+		}
+	}
+	// The HTTP/1.1 loop's idle connections close now, busy ones once their
+	// request is answered.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for p.h1.closeIdle(false) > 0 && err == nil {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-tick.C:
 		}
 	}
 	_ = p.Close()

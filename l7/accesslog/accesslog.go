@@ -173,6 +173,10 @@ func New(cfg Config) (*Logger, error) {
 	return l, nil
 }
 
+// Enabled reports whether entries are being logged, so a caller can skip
+// building them.
+func (l *Logger) Enabled() bool { return l != nil && l.on.Load() }
+
 // Log queues e to be written; it copies *e and never blocks. When the
 // queue is full the entry is dropped and counted in Stats.Dropped. Log on a
 // nil, disabled or closed Logger does nothing.

@@ -7,6 +7,10 @@ import (
 	"strings"
 )
 
+// NeedsKey reports whether the balancer hashes a key, so a caller that
+// has no http.Request at hand builds one only then.
+func (p *Pool) NeedsKey() bool { return p.snap.Load().keyKind != keyNone }
+
 // KeyFor extracts the hash key of r according to the pool's HashKey: the
 // client's IP address (from r.RemoteAddr, without the port), r.RequestURI,
 // the first value of a header, or the value of a cookie. A missing header

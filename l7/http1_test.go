@@ -1,0 +1,337 @@
+package l7
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rawClient speaks HTTP/1.x over one connection to tp, byte for byte.
+type rawClient struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialRaw(t *testing.T, tp *testProxy) *rawClient {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", tp.addr.String(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	return &rawClient{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+func (rc *rawClient) send(s string) {
+	rc.t.Helper()
+	if _, err := io.WriteString(rc.c, s); err != nil {
+		rc.t.Fatal(err)
+	}
+}
+
+// read reads one response to a request with method.
+func (rc *rawClient) read(method string) (*http.Response, string) {
+	rc.t.Helper()
+	resp, err := http.ReadResponse(rc.br, &http.Request{Method: method})
+	if err != nil {
+		rc.t.Fatalf("reading the response: %v", err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		rc.t.Fatalf("reading the body: %v", err)
+	}
+	return resp, string(b)
+}
+
+// closed reports whether the proxy closed the connection.
+func (rc *rawClient) closed() bool {
+	_ = rc.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, err := rc.br.ReadByte()
+	return err == io.EOF
+}
+
+// rawBackend answers every request on a connection with the response fn
+// returns, written as it is; it records the request heads it saw.
+func rawBackend(t *testing.T, fn func(head string) string) (addr string, heads chan string) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	heads = make(chan string, 100)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					var head strings.Builder
+					for {
+						line, err := br.ReadString('\n')
+						if err != nil {
+							return
+						}
+						head.WriteString(line)
+						if line == "\r\n" {
+							break
+						}
+					}
+					select {
+					case heads <- head.String():
+					default:
+					}
+					resp := fn(head.String())
+					if _, err := io.WriteString(c, resp); err != nil {
+						return
+					}
+					if strings.Contains(resp, "Connection: close") || strings.HasPrefix(resp, "HTTP/1.0") {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), heads
+}
+
+func rawProxy(t *testing.T, fn func(head string) string) (*testProxy, chan string) {
+	t.Helper()
+	tp := newTestProxy(t, Limits{})
+	addr, heads := rawBackend(t, fn)
+	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}},
+		pool("u", addr)))
+	return tp, heads
+}
+
+func TestPipelinedRequestsAreAnsweredInOrder(t *testing.T) {
+	tp, _ := rawProxy(t, func(head string) string {
+		path := strings.Fields(head)[1]
+		return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(path), path)
+	})
+	rc := dialRaw(t, tp)
+	rc.send("GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\nGET /three HTTP/1.1\r\nHost: a\r\n\r\n")
+	for _, want := range []string{"/one", "/two", "/three"} {
+		if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != want {
+			t.Fatalf("got %d %q, want %q", resp.StatusCode, body, want)
+		}
+	}
+}
+
+func TestAConnectionMovesToNetHTTPAtTheFirstRequestTheLoopLeavesToIt(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	b := backend(t, "b")
+	tp.apply(t, oneLocation(tp, b))
+	rc := dialRaw(t, tp)
+	// Served by the loop, then a body (net/http from here on), then a
+	// body-less request again, all on one connection.
+	rc.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "b 0" {
+		t.Fatalf("first request: %d %q", resp.StatusCode, body)
+	}
+	rc.send("POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+	if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != "b 5" {
+		t.Fatalf("request with a body: %d %q", resp.StatusCode, body)
+	}
+	rc.send("GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "b 0" {
+		t.Fatalf("after the hand-over: %d %q", resp.StatusCode, body)
+	}
+}
+
+func TestRequestsTheLoopDoesNotParseAreServedOrRefusedByNetHTTP(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	b := backend(t, "b")
+	tp.apply(t, oneLocation(tp, b))
+	for _, c := range []struct {
+		name, req string
+		status    int
+		path      string
+	}{
+		{"HTTP/1.0", "GET /h10 HTTP/1.0\r\nHost: x\r\n\r\n", 200, "/h10"},
+		{"bare LF", "GET /lf HTTP/1.1\nHost: x\n\n", 200, "/lf"},
+		{"percent-encoded path", "GET /a%2Fb HTTP/1.1\r\nHost: x\r\n\r\n", 200, "/a/b"},
+		{"chunked body", "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 200, "/c"},
+		{"a head larger than the loop's buffer", "GET /big HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 20<<10) + "\r\n\r\n", 200, "/big"},
+		{"no Host", "GET / HTTP/1.1\r\n\r\n", 400, ""},
+		{"two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, ""},
+		// net/http lets Transfer-Encoding frame the body (RFC 9112 6.3).
+		{"Content-Length and Transfer-Encoding", "POST /te HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 200, "/te"},
+		{"a space in a header name", "GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", 400, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rc := dialRaw(t, tp)
+			rc.send(c.req)
+			resp, _ := rc.read("GET")
+			if resp.StatusCode != c.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, c.status)
+			}
+			if c.path != "" && resp.Header.Get("X-Seen-Path") != c.path {
+				t.Errorf("the backend saw path %q, want %q", resp.Header.Get("X-Seen-Path"), c.path)
+			}
+		})
+	}
+}
+
+func TestChunkedAnswersAndTrailersAreRelayed(t *testing.T) {
+	tp, _ := rawProxy(t, func(string) string {
+		return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n" +
+			"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Sum: 12\r\n\r\n"
+	})
+	rc := dialRaw(t, tp)
+	for range 2 { // and the connection stays usable
+		rc.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, body := rc.read("GET")
+		if body != "hello, world" || resp.Trailer.Get("X-Sum") != "12" {
+			t.Fatalf("body %q, trailer %q", body, resp.Trailer.Get("X-Sum"))
+		}
+	}
+	// The counters are updated once the answer is out: give them a moment.
+	var out uint64
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if out = tp.Stats().Snapshot().VServers["v"].BytesOut; out == 24 {
+			break
+		}
+	}
+	if out != 24 {
+		t.Errorf("counted %d bytes out, want the 24 bytes of chunk data", out)
+	}
+}
+
+func TestAnAnswerWithoutLengthEndsWithTheConnection(t *testing.T) {
+	tp, _ := rawProxy(t, func(string) string {
+		return "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end" // then the backend closes
+	})
+	rc := dialRaw(t, tp)
+	rc.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, body := rc.read("GET")
+	if body != "until the end" || !resp.Close {
+		t.Fatalf("body %q, close %v", body, resp.Close)
+	}
+	if !rc.closed() {
+		t.Error("the proxy kept a connection whose answer only its end delimits")
+	}
+}
+
+func TestAnswersWithoutBodiesKeepTheConnection(t *testing.T) {
+	tp, _ := rawProxy(t, func(head string) string {
+		switch {
+		case strings.HasPrefix(head, "HEAD"):
+			return "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+		case strings.Contains(head, "/204"):
+			return "HTTP/1.1 204 No Content\r\n\r\n"
+		case strings.Contains(head, "/early"):
+			return "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+		}
+		return "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n"
+	})
+	rc := dialRaw(t, tp)
+	for _, c := range []struct {
+		method, path string
+		status       int
+		body         string
+	}{{"HEAD", "/", 200, ""}, {"GET", "/204", 204, ""}, {"GET", "/304", 304, ""}, {"GET", "/early", 200, "ok"}, {"GET", "/204", 204, ""}} {
+		rc.send(c.method + " " + c.path + " HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, body := rc.read(c.method)
+		if resp.StatusCode != c.status || body != c.body {
+			t.Fatalf("%s %s: %d %q", c.method, c.path, resp.StatusCode, body)
+		}
+	}
+}
+
+func TestConnectionHeadersAreHonouredAndStrippedBothWays(t *testing.T) {
+	tp, heads := rawProxy(t, func(string) string {
+		return "HTTP/1.1 200 OK\r\nConnection: X-Internal\r\nX-Internal: secret\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok"
+	})
+	rc := dialRaw(t, tp)
+	rc.send("GET /p?q=1 HTTP/1.1\r\nHost: shop.test\r\nConnection: X-Foo, close\r\nX-Foo: hop\r\nTE: trailers\r\n" +
+		"X-Forwarded-For: 192.0.2.7\r\nUser-Agent: t\r\n\r\n")
+	resp, body := rc.read("GET")
+	if body != "ok" || resp.Header.Get("X-Internal") != "" || resp.Header.Get("Keep-Alive") != "" || !resp.Close {
+		t.Fatalf("body %q, headers %v, close %v", body, resp.Header, resp.Close)
+	}
+	if !rc.closed() {
+		t.Error("Connection: close from the client left the connection open")
+	}
+	head := <-heads
+	for _, want := range []string{"GET /p?q=1 HTTP/1.1\r\n", "Host: shop.test\r\n", "User-Agent: t\r\n",
+		"X-Forwarded-For: 192.0.2.7, 127.0.0.1\r\n", "X-Forwarded-Proto: http\r\n", "X-Forwarded-Host: shop.test\r\n",
+		"Forwarded: for=127.0.0.1;proto=http;host=\"shop.test\"\r\n"} {
+		if !strings.Contains(head, want) {
+			t.Errorf("the upstream request lacks %q:\n%s", want, head)
+		}
+	}
+	for _, gone := range []string{"X-Foo", "TE:", "Connection"} {
+		if strings.Contains(head, gone) {
+			t.Errorf("the upstream request has %q:\n%s", gone, head)
+		}
+	}
+}
+
+func TestAMalformedUpstreamAnswerIs502(t *testing.T) {
+	tp, _ := rawProxy(t, func(string) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok" })
+	rc := dialRaw(t, tp)
+	rc.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, _ := rc.read("GET"); resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("status %d, want 502", resp.StatusCode)
+	}
+	if n := tp.Stats().Snapshot().VServers["v"].Responses.Status5xx; n != 1 {
+		t.Errorf("counted %d 5xx answers, want 1", n)
+	}
+}
+
+func TestShutdownWaitsForARequestInFlight(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	release := make(chan struct{})
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		fmt.Fprint(w, "done")
+	}))
+	t.Cleanup(b.Close)
+	tp.apply(t, oneLocation(tp, b))
+	idle := dialRaw(t, tp)
+	idle.send("GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, body := idle.read("GET"); body != "done" {
+		t.Fatalf("answer %q", body)
+	}
+	busy := dialRaw(t, tp)
+	busy.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(100 * time.Millisecond)
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- tp.Shutdown(ctx)
+	}()
+	if !idle.closed() {
+		t.Error("an idle connection stayed open after Shutdown")
+	}
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned (%v) with a request in flight", err)
+	default:
+	}
+	close(release)
+	if resp, body := busy.read("GET"); resp.StatusCode != 200 || body != "done" {
+		t.Fatalf("the request in flight got %d %q", resp.StatusCode, body)
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+}
