@@ -98,6 +98,7 @@ func runL4() error {
 		// GRO gives lbA a NAPI instance, so the generator's XDP_TX frames
 		// reach the kernel's forwarding path when no XDP program runs there.
 		{"ip", "netns", "exec", l.lb, "ethtool", "-K", l.lbA, "gro", "on"},
+		threadedNAPI(l.lb, l.lbA),
 	}
 	for _, c := range cmds {
 		if err := sh(c...); err != nil {
@@ -131,7 +132,7 @@ func runL4() error {
 		return err
 	}
 	defer closeGen()
-	g := lab{gen: l.gen}
+	g := lab{gen: l.gen, rxIf: l.lbA}
 	for _, c := range []struct {
 		name  string
 		setup func() (func(), error)

@@ -1,7 +1,9 @@
 // Command vethbench measures packet rates on veth pairs driven by a
 // live-frames XDP generator (BPF_F_TEST_XDP_LIVE_FRAMES). It prints one
 // "name packets-per-second" line per contender ("name not-measured" when a
-// contender could not be set up). Root only; used by `make bench`.
+// contender could not be set up). Root only; used by `make bench`. The
+// generator has the last CPU, the receiving veth's processing (threaded
+// NAPI) the one before: see measureWith.
 //
 // -mode acl (the default): the generator in one namespace sends frames whose
 // source is in a 1M-entry list to its peer in another, where Sluice's XDP
@@ -94,6 +96,7 @@ func run() error {
 		// GRO gives the receiving veth a NAPI instance, so frames sent with
 		// XDP_TX reach it even when no XDP program is attached there.
 		{"ip", "netns", "exec", l.rx, "ethtool", "-K", l.rxIf, "gro", "on"},
+		threadedNAPI(l.rx, l.rxIf),
 	} {
 		if err := sh(c...); err != nil {
 			return err
@@ -235,17 +238,50 @@ func (l lab) measure(frame []byte, genIdx int, count func() (uint64, error)) (fl
 	return l.measureWith(gen.XdpTxAll, frame, genIdx, count)
 }
 
+// threadedNAPI is the command that moves the receive processing of ifname
+// (in namespace ns) into a NAPI kernel thread, which measureWith pins to a
+// CPU of its own.
+func threadedNAPI(ns, ifname string) []string {
+	return []string{"ip", "netns", "exec", ns, "sh", "-c", "echo 1 > /sys/class/net/" + ifname + "/threaded"}
+}
+
+// pinNAPI pins the NAPI threads of ifname to cpu.
+func pinNAPI(ifname string, cpu int) error {
+	out, _ := exec.Command("pgrep", "^napi/"+ifname+"-").Output()
+	pids := strings.Fields(string(out))
+	if len(pids) == 0 {
+		return fmt.Errorf("no NAPI thread for %s", ifname)
+	}
+	for _, pid := range pids {
+		if err := sh("taskset", "-pc", strconv.Itoa(cpu), pid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // measureWith runs the generator gen over *packets frames in l.gen and
 // returns how many per second count saw (drops, or arrivals).
+//
+// The generator runs on the last CPU and the receiver's processing (the
+// NAPI thread of l.rxIf: XDP, or the kernel's stack with iptables,
+// nftables or forwarding) on the one before, the same for every
+// contender, like a NIC's receive queue on its own core fed by a traffic
+// generator on another machine: a contender cheaper than the generator
+// keeps up with it, a dearer one saturates its core.
 func (l lab) measureWith(gen *ebpf.Program, frame []byte, genIdx int, count func() (uint64, error)) (float64, error) {
+	if runtime.NumCPU() < 2 {
+		return 0, errors.New("needs two CPUs: one generates, one receives")
+	}
+	if err := pinNAPI(l.rxIf, runtime.NumCPU()-2); err != nil {
+		return 0, err
+	}
 	before, err := count()
 	if err != nil {
 		return 0, err
 	}
 	var elapsed time.Duration
 	err = inNS(l.gen, func() error {
-		// One CPU for the generator and the receiver's NAPI it schedules, the
-		// same for every contender: the rates differ by the filter alone.
 		var orig, one unix.CPUSet
 		if err := unix.SchedGetaffinity(0, &orig); err != nil {
 			return err
