@@ -459,10 +459,11 @@ func (h *h1conn) exchangeHead(rt *route, addr string, readTimeout time.Duration)
 		if err != nil {
 			return nil, err
 		}
-		// One deadline for the write and the wait, the sooner of the read
-		// timeout and the first client probe; awaitUpstream moves it on.
+		// The wait's deadline is the sooner of the read timeout and the
+		// first client probe; awaitUpstream moves it on. (Writes have the
+		// upstream's write timeout: writeTimeoutConn.)
 		deadline := time.Now().Add(readTimeout)
-		_ = pc.SetDeadline(sooner(deadline, time.Now().Add(clientProbe)))
+		_ = pc.SetReadDeadline(sooner(deadline, time.Now().Add(clientProbe)))
 		h.writeUpstreamRequest(pc.bw)
 		err = pc.bw.Flush()
 		for err == nil {

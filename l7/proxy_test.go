@@ -445,3 +445,50 @@ func TestOversizedHeadersAreRefused(t *testing.T) {
 		t.Errorf("a normal request after: %d", resp.StatusCode)
 	}
 }
+
+func TestAServerThatStopsReadingFailsTheRequestAfterTheWriteTimeout(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	// Accepts and never reads: the request body fills the socket buffers.
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	u := pool("stuck", ln.Addr().String())
+	u.WriteTimeout = upstream.Duration(300 * time.Millisecond)
+	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{
+		{Name: "l", Path: "/", Upstream: "stuck", Tries: 1}}}}, u))
+	body := io.LimitReader(zeros{}, 256<<20) // far more than the buffers hold
+	c := &http.Client{Timeout: 20 * time.Second}
+	start := time.Now()
+	resp, err := c.Post(tp.url("/upload"), "application/octet-stream", body)
+	took := time.Since(start)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode < 500 {
+			t.Fatalf("status %d, want an upstream error", resp.StatusCode)
+		}
+	}
+	if took > 15*time.Second {
+		t.Fatalf("the request hung for %v against a server that reads nothing", took)
+	}
+	if n := tp.Stats().Snapshot().VServers["v"].Responses.Status5xx; n != 1 {
+		t.Errorf("counted %d 5xx answers, want 1", n)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}

@@ -53,25 +53,38 @@ func sameTLS(a, b *upstream.TLSConfig) bool {
 func newUpstreamTransport(uc upstream.Config) (*upstreamTransport, error) {
 	connect := time.Duration(uc.ConnectTimeout)
 	if connect <= 0 {
-		connect = 5 * time.Second
+		connect = upstream.DefaultConnectTimeout
 	}
 	read := time.Duration(uc.ReadTimeout)
 	if read <= 0 {
-		read = 60 * time.Second
+		read = upstream.DefaultReadTimeout
+	}
+	write := time.Duration(uc.WriteTimeout)
+	if write <= 0 {
+		write = upstream.DefaultWriteTimeout
 	}
 	keep := uc.KeepAlive
 	if keep <= 0 {
 		keep = 32
 	}
 	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+	// withDeadlines dials within the location's connect timeout (else the
+	// upstream's) and gives the connection the upstream's write timeout.
+	withDeadlines := func(ctx context.Context, dial func(context.Context) (net.Conn, error)) (net.Conn, error) {
 		d := connect
 		if v, ok := ctx.Value(connectTimeoutKey{}).(time.Duration); ok {
 			d = v
 		}
 		ctx, cancel := context.WithTimeout(ctx, d)
 		defer cancel()
-		return dialer.DialContext(ctx, network, addr)
+		c, err := dial(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &writeTimeoutConn{Conn: c, timeout: write}, nil
+	}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return withDeadlines(ctx, func(ctx context.Context) (net.Conn, error) { return dialer.DialContext(ctx, network, addr) })
 	}
 	base := func() *http.Transport {
 		return &http.Transport{
@@ -118,13 +131,7 @@ func newUpstreamTransport(uc upstream.Config) (*upstreamTransport, error) {
 		}
 		d := &tlcp.Dialer{NetDialer: dialer, Config: tc}
 		dialTLCP := func(ctx context.Context, network, addr string) (net.Conn, error) {
-			cd := connect
-			if v, ok := ctx.Value(connectTimeoutKey{}).(time.Duration); ok {
-				cd = v
-			}
-			ctx, cancel := context.WithTimeout(ctx, cd)
-			defer cancel()
-			return d.DialContext(ctx, network, addr)
+			return withDeadlines(ctx, func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, network, addr) })
 		}
 		// Over TLCP, HTTP/1.1 only: net/http speaks HTTP/2 over crypto/tls
 		// connections alone.
@@ -174,6 +181,20 @@ func clientTLCP(uc upstream.Config) (*tlcp.Config, error) {
 		tc.Certificates = []tlcp.Certificate{pair}
 	}
 	return tc, nil
+}
+
+// writeTimeoutConn is an upstream connection whose every write must
+// complete within the upstream's write timeout: a server that stops
+// reading fails the request instead of holding it (nginx's
+// proxy_send_timeout, the time between two writes).
+type writeTimeoutConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *writeTimeoutConn) Write(b []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	return c.Conn.Write(b)
 }
 
 // pick chooses the connection kind for one request: HTTP/2 when the client
