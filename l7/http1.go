@@ -36,12 +36,13 @@ import (
 // any object per header.
 //
 // It serves only what it fully understands: HTTP/1.1 requests without a
-// body, in origin form, with exactly one Host, no percent-encoding in the
-// path, no Upgrade or Expect, routed to a plain-HTTP upstream. At the first
-// request that is anything else (HTTP/1.0, a body, WebSocket, h2c, a
-// malformed head, a head larger than the buffer), the connection is handed
-// to net/http with the bytes not yet consumed, and net/http serves it from
-// that request on, answering errors the way it always has.
+// body or with a Content-Length one, in origin form, with exactly one Host,
+// no percent-encoding in the path, no Upgrade or Expect, routed to a
+// plain-HTTP upstream. At the first request that is anything else
+// (HTTP/1.0, a chunked body, WebSocket, h2c, a malformed head, a head
+// larger than the buffer), the connection is handed to net/http with the
+// bytes not yet consumed, and net/http serves it from that request on,
+// answering errors the way it always has.
 
 const (
 	h1BufSize = 16 << 10 // request heads up to this size are parsed here
@@ -78,6 +79,13 @@ type h1conn struct {
 	busy   atomic.Bool // a request is being served
 
 	readDeadline time.Time // the client connection's, as last set
+
+	// The request body: when it is all in br it stays there (held) until
+	// the exchange is over, so that a retry can send it again; a longer
+	// one streams (bodyStreamed) and bodyLeft of it is still unread.
+	held         int
+	bodyStreamed bool
+	bodyLeft     int64
 }
 
 func (h *h1conn) setReadDeadline(t time.Time) {
@@ -250,6 +258,7 @@ type h1request struct {
 	headers                  []h1field
 	named                    []string // header names listed in Connection
 	close                    bool
+	length                   int64 // of the body (Content-Length); 0 without one
 }
 
 type h1field struct{ name, value string }
@@ -277,7 +286,7 @@ func (q *h1request) parse(br *bufio.Reader, n int) bool {
 			q.path = target[:i]
 		}
 	}
-	hosts := 0
+	hosts, lengths := 0, 0
 	for rest != "\r\n" {
 		var name, value string
 		if name, value, rest, ok = nextField(rest); !ok {
@@ -288,9 +297,11 @@ func (q *h1request) parse(br *bufio.Reader, n int) bool {
 			hosts++
 			q.host = value
 		case equalFold(name, "content-length"):
-			if value != "0" {
-				return false
+			v, ok := parseLength(value)
+			if !ok || lengths > 0 {
+				return false // net/http judges repeated and bad lengths
 			}
+			q.length, lengths = v, 1
 		case equalFold(name, "transfer-encoding"), equalFold(name, "upgrade"), equalFold(name, "expect"):
 			return false
 		case equalFold(name, "connection"):
@@ -355,6 +366,9 @@ func (h *h1conn) serve(ep *endpoint, rt *route) bool {
 	vs.stats.ConnOpen()
 	var res h1result
 	if rt == nil {
+		if !h.endBody() {
+			q.close = true
+		}
 		res = h1result{status: 404, keep: !q.close}
 		res.bytesOut = h.writeError(404, "no location for this path", q.close)
 	} else {
@@ -366,7 +380,8 @@ func (h *h1conn) serve(ep *endpoint, rt *route) bool {
 		res.keep = false
 	}
 	vs.stats.ConnClose()
-	s := stats.Sample{Status: res.status, BytesOut: res.bytesOut, Duration: time.Since(start), UpstreamDuration: res.upstreamTime}
+	s := stats.Sample{Status: res.status, BytesIn: q.length, BytesOut: res.bytesOut, Duration: time.Since(start),
+		UpstreamDuration: res.upstreamTime}
 	vs.stats.Observe(s)
 	locName, upName := "", ""
 	if rt != nil {
@@ -375,7 +390,7 @@ func (h *h1conn) serve(ep *endpoint, rt *route) bool {
 	}
 	if h.p.access.Enabled() {
 		h.p.access.Log(&accesslog.Entry{Time: start, RemoteAddr: h.remote, Method: q.method, Host: q.host, URI: q.target,
-			Proto: "HTTP/1.1", Status: s.Status, BytesOut: s.BytesOut, Duration: s.Duration,
+			Proto: "HTTP/1.1", Status: s.Status, BytesIn: s.BytesIn, BytesOut: s.BytesOut, Duration: s.Duration,
 			UpstreamAddr: res.upstreamAddr, UpstreamTime: res.upstreamTime, Referer: q.referer,
 			UserAgent: q.userAgent, VServer: vs.name, Location: locName, Upstream: upName})
 	}
@@ -393,7 +408,10 @@ func (h *h1conn) forward(rt *route) h1result {
 	var res h1result
 	err := rt.tryServers(key, q.method, func(srv *upstream.Server) (bool, error) {
 		return h.attempt(rt, srv, &res)
-	}, func(err error) bool { return errors.Is(err, errClientGone) })
+	}, func(err error) bool { return errors.Is(err, errClientGone) || h.bodyStreamed })
+	if !h.endBody() {
+		res.keep, q.close = false, true
+	}
 	switch {
 	case err == nil:
 		return res
@@ -465,7 +483,12 @@ func (h *h1conn) exchangeHead(rt *route, addr string, readTimeout time.Duration)
 		deadline := time.Now().Add(readTimeout)
 		_ = pc.SetReadDeadline(sooner(deadline, time.Now().Add(clientProbe)))
 		h.writeUpstreamRequest(pc.bw)
-		err = pc.bw.Flush()
+		if h.req.length > 0 {
+			err = h.sendBody(pc)
+		}
+		if err == nil {
+			err = pc.bw.Flush()
+		}
 		for err == nil {
 			var n int
 			n, err = readHead(pc.br, func(want int) error { return h.awaitUpstream(pc, want, deadline) })
@@ -490,10 +513,58 @@ func (h *h1conn) exchangeHead(rt *route, addr string, readTimeout time.Duration)
 			errors.Is(err, errHeadTooLarge) {
 			return nil, err
 		}
-		if !reused || !idempotent(h.req.method) {
+		if !reused || !idempotent(h.req.method) || h.bodyStreamed {
 			return nil, err
 		}
 	}
+}
+
+// sendBody writes the request body to the upstream. A body already in the
+// client buffer is written from there and stays held; a longer one streams
+// through, the client given the idle timeout between reads.
+func (h *h1conn) sendBody(pc *pooledConn) error {
+	n := h.req.length
+	if n <= int64(h.br.Buffered()) {
+		b, _ := h.br.Peek(int(n))
+		h.held = int(n)
+		_, err := pc.bw.Write(b)
+		return err
+	}
+	h.bodyStreamed, h.bodyLeft = true, n
+	for h.bodyLeft > 0 {
+		if h.br.Buffered() == 0 {
+			if err := pc.bw.Flush(); err != nil {
+				return err
+			}
+			h.setReadDeadline(time.Now().Add(time.Duration(h.p.limits.IdleTimeout)))
+			if _, err := h.br.Peek(1); err != nil {
+				return errClientGone
+			}
+		}
+		b, _ := h.br.Peek(int(min(int64(h.br.Buffered()), h.bodyLeft)))
+		w, err := pc.bw.Write(b)
+		_, _ = h.br.Discard(w)
+		h.bodyLeft -= int64(w)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// endBody consumes what is left of the request body once the request is
+// answered (or refused) and reports whether the connection can read the
+// next request: not when part of the body is still on its way.
+func (h *h1conn) endBody() bool {
+	defer func() { h.held, h.bodyStreamed, h.bodyLeft = 0, false, 0 }()
+	switch n := h.req.length; {
+	case h.bodyStreamed:
+		return h.bodyLeft == 0
+	case n <= int64(h.br.Buffered()): // held, never sent, or none
+		_, _ = h.br.Discard(int(n))
+		return true
+	}
+	return false
 }
 
 // awaitUpstream reads until pc's buffer holds want bytes or deadline
@@ -531,8 +602,8 @@ func sooner(a, b time.Time) time.Time {
 // clientGone reports whether the client closed or reset its connection,
 // without blocking and without consuming what it sent.
 func (h *h1conn) clientGone() bool {
-	if h.br.Buffered() > 0 {
-		return false
+	if h.br.Buffered() > h.held {
+		return false // the next request is already here
 	}
 	sc, ok := h.c.(syscall.Conn)
 	if !ok {
@@ -618,8 +689,8 @@ func (r *h1response) parse(br *bufio.Reader, n int) error {
 		}
 		switch {
 		case equalFold(name, "content-length"):
-			v, err := strconv.ParseInt(value, 10, 64)
-			if err != nil || v < 0 || (r.length >= 0 && r.length != v) {
+			v, ok := parseLength(value)
+			if !ok || (r.length >= 0 && r.length != v) {
 				return errBadUpstream
 			}
 			r.length = v
@@ -889,6 +960,22 @@ func connectionOptions(value string, named []string) (closing, keepAlive bool, _
 		}
 	}
 	return closing, keepAlive, named
+}
+
+// parseLength parses a Content-Length value as net/http does: decimal
+// digits only.
+func parseLength(s string) (int64, bool) {
+	if s == "" || len(s) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(s[i]-'0')
+	}
+	return n, true
 }
 
 // nextField parses the header field on the first line of rest: a token

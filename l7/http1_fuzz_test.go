@@ -26,6 +26,8 @@ func FuzzRequestHead(f *testing.F) {
 		"GET /p?q=1 HTTP/1.1\r\nHost: a:80\r\nConnection: close, X-A\r\nX-A: 1\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
 		"HEAD /x HTTP/1.1\r\nhost: [::1]:8080\r\nContent-Length: 0\r\nUser-Agent: u\r\n\r\n",
 		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\nabc",
+		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
 		"GET / HTTP/1.0\r\n\r\n",
 		"GET / HTTP/1.1\nHost: a\n\n",
 		"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
@@ -49,9 +51,9 @@ func FuzzRequestHead(f *testing.F) {
 			t.Fatalf("read differently: net/http %q %q %q %q, loop %q %q %q %q", req.Method, req.RequestURI, req.Host,
 				req.URL.Path, q.method, q.target, q.host, q.path)
 		}
-		if req.ContentLength > 0 || len(req.TransferEncoding) > 0 || req.Close != q.close || !httpguts.ValidHostHeader(req.Host) {
-			t.Fatalf("framing: net/http length %d coding %v close %v, loop close %v", req.ContentLength,
-				req.TransferEncoding, req.Close, q.close)
+		if req.ContentLength != q.length || len(req.TransferEncoding) > 0 || req.Close != q.close || !httpguts.ValidHostHeader(req.Host) {
+			t.Fatalf("framing: net/http length %d coding %v close %v, loop length %d close %v", req.ContentLength,
+				req.TransferEncoding, req.Close, q.length, q.close)
 		}
 		for _, h := range q.headers {
 			if !httpguts.ValidHeaderFieldName(h.name) || !httpguts.ValidHeaderFieldValue(h.value) {
@@ -71,6 +73,7 @@ func FuzzResponseHead(f *testing.F) {
 		"HTTP/1.0 404 Not Found\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
 		"HTTP/1.1 204\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
 	} {
 		f.Add([]byte(s))

@@ -137,15 +137,15 @@ func TestAConnectionMovesToNetHTTPAtTheFirstRequestTheLoopLeavesToIt(t *testing.
 	b := backend(t, "b")
 	tp.apply(t, oneLocation(tp, b))
 	rc := dialRaw(t, tp)
-	// Served by the loop, then a body (net/http from here on), then a
-	// body-less request again, all on one connection.
+	// Served by the loop, then a chunked body (net/http from here on),
+	// then a body-less request again, all on one connection.
 	rc.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
 	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "b 0" {
 		t.Fatalf("first request: %d %q", resp.StatusCode, body)
 	}
-	rc.send("POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+	rc.send("POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
 	if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != "b 5" {
-		t.Fatalf("request with a body: %d %q", resp.StatusCode, body)
+		t.Fatalf("request with a chunked body: %d %q", resp.StatusCode, body)
 	}
 	rc.send("GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
 	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "b 0" {
@@ -333,5 +333,72 @@ func TestShutdownWaitsForARequestInFlight(t *testing.T) {
 	}
 	if err := <-shut; err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestRequestBodiesAreForwardedAndTheConnectionStaysUsable(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	b := backend(t, "b")
+	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{
+		{Name: "l", Path: "/up", Upstream: "u"}}}}, pool("u", hostPort(b))))
+	rc := dialRaw(t, tp)
+	big := 4 << 20 // far more than the connection's buffer: streamed
+	for _, c := range []struct {
+		name string
+		size int
+		path string
+		want string
+	}{
+		{"small", 5, "/up", "b 5"}, {"large", big, "/up", fmt.Sprintf("b %d", big)},
+		{"small to no location", 7, "/none", "no location for this path\n"}, {"empty", 0, "/up", "b 0"},
+	} {
+		rc.send(fmt.Sprintf("POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", c.path, c.size))
+		rc.send(strings.Repeat("z", c.size))
+		if resp, body := rc.read("POST"); body != c.want || resp.Close {
+			t.Fatalf("%s body: %d %q (close %v), want %q", c.name, resp.StatusCode, body, resp.Close, c.want)
+		}
+	}
+	rc.send("GET /up HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, body := rc.read("GET"); body != "b 0" {
+		t.Fatalf("after the bodies: %q", body)
+	}
+	var in uint64
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if in = tp.Stats().Snapshot().VServers["v"].BytesIn; in == uint64(5+big+7) {
+			break
+		}
+	}
+	if in != uint64(5+big+7) {
+		t.Errorf("counted %d bytes in, want %d", in, 5+big+7)
+	}
+
+	// A large body nobody takes: the answer closes the connection, since
+	// the rest of the body is still on its way.
+	rc2 := dialRaw(t, tp)
+	rc2.send(fmt.Sprintf("POST /none HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", big))
+	if resp, _ := rc2.read("POST"); resp.StatusCode != 404 || !resp.Close {
+		t.Fatalf("large body to no location: %d, close %v", resp.StatusCode, resp.Close)
+	}
+}
+
+func TestABodyInTheBufferIsSentAgainToTheNextServer(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	b := backend(t, "b")
+	refused, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := refused.Addr().String()
+	refused.Close() // nothing listens there: connect errors
+	u := pool("u", dead, hostPort(b))
+	u.Balancer = "round_robin"
+	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{
+		{Name: "l", Path: "/", Upstream: "u"}}}}, u))
+	rc := dialRaw(t, tp)
+	for i := range 4 { // round robin: the dead server comes first half the time
+		rc.send("PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world")
+		if resp, body := rc.read("PUT"); resp.StatusCode != 200 || body != "b 11" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
 	}
 }
