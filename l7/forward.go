@@ -93,18 +93,23 @@ func (p *Proxy) logAccess(r *http.Request, x *exchange, vs, loc string, s stats.
 
 func tlsName(r *http.Request) string {
 	if r.TLS != nil {
-		switch r.TLS.Version {
-		case 0x0304:
-			return "TLSv1.3"
-		case 0x0303:
-			return "TLSv1.2"
-		}
-		return "TLS"
+		return tlsVersionName(r.TLS.Version)
 	}
 	if r.Context().Value(schemeKey{}) == "https" {
 		return "TLCP"
 	}
 	return ""
+}
+
+// tlsVersionName is the access log's name of a TLS version.
+func tlsVersionName(v uint16) string {
+	switch v {
+	case 0x0304:
+		return "TLSv1.3"
+	case 0x0303:
+		return "TLSv1.2"
+	}
+	return "TLS"
 }
 
 // rewrite prepares the outbound request: the client's address appended to

@@ -52,6 +52,10 @@ const (
 	// read per request.
 	clientProbe  = 250 * time.Millisecond
 	maxChunkLine = 4 << 10
+	// maxSkippedBody is the most of a body nobody takes (no location, no
+	// server) that is read and dropped to keep the connection; a larger
+	// one closes it.
+	maxSkippedBody = 64 << 10
 )
 
 var (
@@ -67,6 +71,7 @@ var (
 
 // h1conn is one client connection served by the loop.
 type h1conn struct {
+	h1opts
 	p      *Proxy
 	c      net.Conn
 	br     *bufio.Reader
@@ -130,11 +135,28 @@ func (s *h1conns) closeIdle(all bool) int {
 	return left
 }
 
-// serveHTTP1 serves plain connection c until it closes, or hands it to
-// net/http at the first request the loop leaves to it.
-func (p *Proxy) serveHTTP1(c net.Conn) {
+// h1opts say what a connection the loop serves runs over.
+type h1opts struct {
+	scheme   string     // X-Forwarded-Proto: http or https
+	tls      string     // for the access log: "", TLSv1.3, TLSv1.2, TLCP
+	probe    probeKind  // how clientGone looks at the connection
+	handOver *connQueue // the net/http server that takes the connection over
+}
+
+type probeKind int
+
+const (
+	probeSocket probeKind = iota // a peek at the socket (plain TCP)
+	probeRead                    // a read of a millisecond (TLS: it decodes close_notify)
+	probeNone                    // not probed (TLCP)
+)
+
+// serveHTTP1 serves connection c (plain, or TLS after its handshake) until
+// it closes, or hands it to net/http at the first request the loop leaves
+// to it.
+func (p *Proxy) serveHTTP1(c net.Conn, o h1opts) {
 	client, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-	h := &h1conn{p: p, c: c, local: localAddrPort(c.LocalAddr()), remote: c.RemoteAddr().String(), client: client}
+	h := &h1conn{p: p, c: c, h1opts: o, local: localAddrPort(c.LocalAddr()), remote: c.RemoteAddr().String(), client: client}
 	h.br = h1Readers.Get().(*bufio.Reader)
 	h.br.Reset(c)
 	h.bw = h1Writers.Get().(*bufio.Writer)
@@ -202,7 +224,7 @@ func (p *Proxy) serveHTTP1(c net.Conn) {
 		// net/http takes the connection with what is left in the buffer.
 		_ = c.SetDeadline(time.Time{})
 		handedOver = true
-		p.plain.push(&bufferedConn{Conn: c, br: h.br})
+		o.handOver.push(&bufferedConn{Conn: c, br: h.br})
 		return
 	}
 }
@@ -390,7 +412,7 @@ func (h *h1conn) serve(ep *endpoint, rt *route) bool {
 	}
 	if h.p.access.Enabled() {
 		h.p.access.Log(&accesslog.Entry{Time: start, RemoteAddr: h.remote, Method: q.method, Host: q.host, URI: q.target,
-			Proto: "HTTP/1.1", Status: s.Status, BytesIn: s.BytesIn, BytesOut: s.BytesOut, Duration: s.Duration,
+			Proto: "HTTP/1.1", TLS: h.tls, Status: s.Status, BytesIn: s.BytesIn, BytesOut: s.BytesOut, Duration: s.Duration,
 			UpstreamAddr: res.upstreamAddr, UpstreamTime: res.upstreamTime, Referer: q.referer,
 			UserAgent: q.userAgent, VServer: vs.name, Location: locName, Upstream: upName})
 	}
@@ -563,6 +585,10 @@ func (h *h1conn) endBody() bool {
 	case n <= int64(h.br.Buffered()): // held, never sent, or none
 		_, _ = h.br.Discard(int(n))
 		return true
+	case n <= maxSkippedBody: // never sent and still on its way: read and dropped
+		h.setReadDeadline(time.Now().Add(time.Duration(h.p.limits.ReadHeaderTimeout)))
+		_, err := h.br.Discard(int(n))
+		return err == nil
 	}
 	return false
 }
@@ -605,6 +631,17 @@ func (h *h1conn) clientGone() bool {
 	if h.br.Buffered() > h.held {
 		return false // the next request is already here
 	}
+	switch h.probe {
+	case probeNone:
+		return false
+	case probeRead:
+		// A record that arrived is decoded: close_notify reads as EOF,
+		// a pipelined request stays in the buffer.
+		h.setReadDeadline(time.Now().Add(time.Millisecond))
+		_, err := h.br.Peek(h.held + 1)
+		var ne net.Error
+		return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+	}
 	sc, ok := h.c.(syscall.Conn)
 	if !ok {
 		return false
@@ -646,8 +683,10 @@ func (h *h1conn) writeUpstreamRequest(bw *bufio.Writer) {
 	bw.WriteString(h.client)
 	bw.WriteString("\r\nX-Forwarded-Host: ")
 	bw.WriteString(q.host)
-	bw.WriteString("\r\nX-Forwarded-Proto: http\r\nForwarded: ")
-	bw.WriteString(forwardedValue(q.forwarded, q.host, h.client, "http"))
+	bw.WriteString("\r\nX-Forwarded-Proto: ")
+	bw.WriteString(h.scheme)
+	bw.WriteString("\r\nForwarded: ")
+	bw.WriteString(forwardedValue(q.forwarded, q.host, h.client, h.scheme))
 	bw.WriteString("\r\n\r\n")
 }
 

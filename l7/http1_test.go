@@ -3,6 +3,7 @@ package l7
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -23,6 +24,19 @@ type rawClient struct {
 func dialRaw(t *testing.T, tp *testProxy) *rawClient {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", tp.addr.String(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	return &rawClient{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+// dialRawTLS is dialRaw over TLS, offering HTTP/1.1 only.
+func dialRawTLS(t *testing.T, tp *testProxy) *rawClient {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", tp.addr.String(),
+		&tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,5 +414,53 @@ func TestABodyInTheBufferIsSentAgainToTheNextServer(t *testing.T) {
 		if resp, body := rc.read("PUT"); resp.StatusCode != 200 || body != "b 11" {
 			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
 		}
+	}
+}
+
+func TestHTTP1OverTLSIsServedByTheLoopAndHandedOverLikePlain(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	b := backend(t, "b")
+	gone := make(chan struct{}, 1)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+			gone <- struct{}{}
+		case <-time.After(10 * time.Second):
+		}
+	}))
+	t.Cleanup(slow.Close)
+	cert, key := selfSigned(t, "v", "shop.test")
+	cfg := tp.config([]VServer{{Name: "v", Service: "web", TLS: true, Locations: []Location{
+		{Name: "l", Path: "/", Upstream: "u"}, {Name: "slow", Path: "/slow", Upstream: "slow"}}}},
+		pool("u", hostPort(b)), pool("slow", hostPort(slow)))
+	cfg.Certs = []Cert{{Name: "c", CertPEM: cert, KeyPEM: key, Default: true}}
+	tp.apply(t, cfg)
+
+	rc := dialRawTLS(t, tp)
+	rc.send("GET /a HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+	resp, body := rc.read("GET")
+	if body != "b 0" || resp.Header.Get("X-Seen-Proto") != "https" ||
+		resp.Header.Get("X-Seen-Forwarded") != `for=127.0.0.1;proto=https;host="shop.test"` {
+		t.Fatalf("over TLS: %q, backend saw proto %q, Forwarded %q", body, resp.Header.Get("X-Seen-Proto"),
+			resp.Header.Get("X-Seen-Forwarded"))
+	}
+	rc.send("POST /b HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+	if resp, body := rc.read("POST"); body != "b 2" || resp.Header.Get("X-Seen-Proto") != "https" {
+		t.Fatalf("handed over to net/http: %q, proto %q", body, resp.Header.Get("X-Seen-Proto"))
+	}
+	rc.send("GET /c HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+	if _, body := rc.read("GET"); body != "b 0" {
+		t.Fatalf("after the hand-over: %q", body)
+	}
+
+	// A TLS client that leaves (close_notify) releases the upstream.
+	leaver := dialRawTLS(t, tp)
+	leaver.send("GET /slow HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+	time.Sleep(100 * time.Millisecond)
+	leaver.c.Close()
+	select {
+	case <-gone:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the upstream request went on after the TLS client left")
 	}
 }

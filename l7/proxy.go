@@ -240,9 +240,9 @@ func (p *Proxy) dispatch(c net.Conn) {
 	case ep == nil:
 		c.Close() // steered here, but the service is gone
 	case !ep.tls:
-		go p.serveHTTP1(c)
+		go p.serveHTTP1(c, h1opts{scheme: "http", probe: probeSocket, handOver: p.plain})
 	case t.tlcpCerts.def == nil:
-		p.secure.push(tls.Server(c, p.tlsConfig))
+		go p.serveTLS(tls.Server(c, p.tlsConfig))
 	default:
 		// TLS and TLCP share the port: the first record's version tells
 		// them apart. Peek off the accept loop, so a silent client holds
@@ -256,10 +256,27 @@ func (p *Proxy) dispatch(c net.Conn) {
 			if tlcp.IsTLCPRecord(first) {
 				p.serveTLCP(tlcp.Server(pc, p.tlcpConfig))
 			} else {
-				p.secure.push(tls.Server(pc, p.tlsConfig))
+				p.serveTLS(tls.Server(pc, p.tlsConfig))
 			}
 		}()
 	}
+}
+
+// serveTLS completes a TLS handshake and serves the connection over the
+// protocol ALPN picked: HTTP/2 through net/http, else the HTTP/1.1 loop.
+func (p *Proxy) serveTLS(c *tls.Conn) {
+	_ = c.SetDeadline(time.Now().Add(time.Duration(p.limits.ReadHeaderTimeout)))
+	if err := c.Handshake(); err != nil {
+		c.Close()
+		return
+	}
+	_ = c.SetDeadline(time.Time{})
+	st := c.ConnectionState()
+	if st.NegotiatedProtocol == "h2" {
+		p.secure.push(c)
+		return
+	}
+	p.serveHTTP1(c, h1opts{scheme: "https", tls: tlsVersionName(st.Version), probe: probeRead, handOver: p.secure})
 }
 
 // serveTLCP completes a TLCP handshake and serves the connection over the
@@ -273,7 +290,7 @@ func (p *Proxy) serveTLCP(c *tlcp.Conn) {
 	}
 	_ = c.SetDeadline(time.Time{})
 	if c.ConnectionState().NegotiatedProtocol != "h2" {
-		p.gm.push(c)
+		p.serveHTTP1(c, h1opts{scheme: "https", tls: "TLCP", probe: probeNone, handOver: p.gm})
 		return
 	}
 	ctx := context.WithValue(context.Background(), schemeKey{}, "https")
