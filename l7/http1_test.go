@@ -214,14 +214,7 @@ func TestChunkedAnswersAndTrailersAreRelayed(t *testing.T) {
 			t.Fatalf("body %q, trailer %q", body, resp.Trailer.Get("X-Sum"))
 		}
 	}
-	// The counters are updated once the answer is out: give them a moment.
-	var out uint64
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if out = tp.Stats().Snapshot().VServers["v"].BytesOut; out == 24 {
-			break
-		}
-	}
-	if out != 24 {
+	if out := settled(func() uint64 { return tp.Stats().Snapshot().VServers["v"].BytesOut }, 24); out != 24 {
 		t.Errorf("counted %d bytes out, want the 24 bytes of chunk data", out)
 	}
 }
@@ -303,9 +296,19 @@ func TestAMalformedUpstreamAnswerIs502(t *testing.T) {
 	if resp, _ := rc.read("GET"); resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("status %d, want 502", resp.StatusCode)
 	}
-	if n := tp.Stats().Snapshot().VServers["v"].Responses.Status5xx; n != 1 {
+	if n := settled(func() uint64 { return tp.Stats().Snapshot().VServers["v"].Responses.Status5xx }, 1); n != 1 {
 		t.Errorf("counted %d 5xx answers, want 1", n)
 	}
+}
+
+// settled returns what read returns once it is want, or after two seconds:
+// the counters are updated just after the answer is out.
+func settled(read func() uint64, want uint64) uint64 {
+	v := read()
+	for deadline := time.Now().Add(2 * time.Second); v != want && time.Now().Before(deadline); v = read() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return v
 }
 
 func TestShutdownWaitsForARequestInFlight(t *testing.T) {
@@ -376,13 +379,7 @@ func TestRequestBodiesAreForwardedAndTheConnectionStaysUsable(t *testing.T) {
 	if _, body := rc.read("GET"); body != "b 0" {
 		t.Fatalf("after the bodies: %q", body)
 	}
-	var in uint64
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if in = tp.Stats().Snapshot().VServers["v"].BytesIn; in == uint64(5+big+7) {
-			break
-		}
-	}
-	if in != uint64(5+big+7) {
+	if in := settled(func() uint64 { return tp.Stats().Snapshot().VServers["v"].BytesIn }, uint64(5+big+7)); in != uint64(5+big+7) {
 		t.Errorf("counted %d bytes in, want %d", in, 5+big+7)
 	}
 
