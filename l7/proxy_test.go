@@ -481,7 +481,7 @@ func TestAServerThatStopsReadingFailsTheRequestAfterTheWriteTimeout(t *testing.T
 	if took > 15*time.Second {
 		t.Fatalf("the request hung for %v against a server that reads nothing", took)
 	}
-	if n := tp.Stats().Snapshot().VServers["v"].Responses.Status5xx; n != 1 {
+	if n := settled(func() uint64 { return tp.Stats().Snapshot().VServers["v"].Responses.Status5xx }, 1); n != 1 {
 		t.Errorf("counted %d 5xx answers, want 1", n)
 	}
 }
