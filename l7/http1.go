@@ -91,6 +91,7 @@ type h1conn struct {
 	held         int
 	bodyStreamed bool
 	bodyLeft     int64
+	linger       bool // close with part of a body unread: see lingerClose
 }
 
 func (h *h1conn) setReadDeadline(t time.Time) {
@@ -168,7 +169,11 @@ func (p *Proxy) serveHTTP1(c net.Conn, o h1opts) {
 		h.bw.Reset(nil)
 		h1Writers.Put(h.bw)
 		if !handedOver {
-			c.Close()
+			if h.linger {
+				lingerClose(c)
+			} else {
+				c.Close()
+			}
 			h.br.Reset(nil)
 			h1Readers.Put(h.br)
 		}
@@ -227,6 +232,18 @@ func (p *Proxy) serveHTTP1(c net.Conn, o h1opts) {
 		o.handOver.push(&bufferedConn{Conn: c, br: h.br})
 		return
 	}
+}
+
+// lingerClose closes a connection whose client may still be sending: the
+// write side first, then what arrives is read and dropped for a moment, so
+// the kernel does not answer it with a reset that could destroy the
+// response before the client read it (net/http's closeWriteAndWait).
+func lingerClose(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		_, _ = io.CopyN(io.Discard, c, 1<<20)
+	}
+	c.Close()
 }
 
 // bufferedConn is a connection handed to net/http: reads start with what
@@ -577,8 +594,9 @@ func (h *h1conn) sendBody(pc *pooledConn) error {
 // endBody consumes what is left of the request body once the request is
 // answered (or refused) and reports whether the connection can read the
 // next request: not when part of the body is still on its way.
-func (h *h1conn) endBody() bool {
+func (h *h1conn) endBody() (whole bool) {
 	defer func() { h.held, h.bodyStreamed, h.bodyLeft = 0, false, 0 }()
+	defer func() { h.linger = !whole }()
 	switch n := h.req.length; {
 	case h.bodyStreamed:
 		return h.bodyLeft == 0
