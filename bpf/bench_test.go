@@ -59,7 +59,7 @@ func loadedACL(b *testing.B) *datapath {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { d.objs.Close() })
-	if d.acl, err = maps.NewACLFromMaps(d.objs.AclV4, d.objs.AclV4Host, d.objs.AclV6, d.objs.AclV6Host); err != nil {
+	if d.acl, err = maps.NewACLFromObjects(&d.objs); err != nil {
 		b.Fatal(err)
 	}
 	d.policy = maps.NewPolicyMap(d.objs.AclConfig)

@@ -21,6 +21,16 @@ type XDPAclPolicy struct {
 	Pad        [4]uint8
 }
 
+type XDPAclV4Block struct {
+	_    structs.HostLayout
+	Slot [256]uint16
+}
+
+type XDPAclV4Bucket struct {
+	_    structs.HostLayout
+	Host [8]uint64
+}
+
 type XDPAclV4HostKey struct {
 	_    structs.HostLayout
 	Addr [4]uint8
@@ -187,9 +197,12 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	XDPMapAclClasses        = "acl_classes"
 	XDPMapAclConfig         = "acl_config"
 	XDPMapAclV4             = "acl_v4"
 	XDPMapAclV4Host         = "acl_v4_host"
+	XDPMapAclV4Hosts        = "acl_v4_hosts"
+	XDPMapAclV4Index        = "acl_v4_index"
 	XDPMapAclV6             = "acl_v6"
 	XDPMapAclV6Host         = "acl_v6_host"
 	XDPMapLbBackends        = "lb_backends"
@@ -199,6 +212,7 @@ const (
 	XDPMapLbMaglev          = "lb_maglev"
 	XDPMapLbServices        = "lb_services"
 	XDPMapLbTxPorts         = "lb_tx_ports"
+	XDPMapLbVipFilter       = "lb_vip_filter"
 	XDPMapLbVips            = "lb_vips"
 	XDPMapStatsBackend      = "stats_backend"
 	XDPMapStatsDrop         = "stats_drop"
@@ -264,9 +278,12 @@ type XDPProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type XDPMapSpecs struct {
+	AclClasses   *ebpf.MapSpec `ebpf:"acl_classes"`
 	AclConfig    *ebpf.MapSpec `ebpf:"acl_config"`
 	AclV4        *ebpf.MapSpec `ebpf:"acl_v4"`
 	AclV4Host    *ebpf.MapSpec `ebpf:"acl_v4_host"`
+	AclV4Hosts   *ebpf.MapSpec `ebpf:"acl_v4_hosts"`
+	AclV4Index   *ebpf.MapSpec `ebpf:"acl_v4_index"`
 	AclV6        *ebpf.MapSpec `ebpf:"acl_v6"`
 	AclV6Host    *ebpf.MapSpec `ebpf:"acl_v6_host"`
 	LbBackends   *ebpf.MapSpec `ebpf:"lb_backends"`
@@ -276,6 +293,7 @@ type XDPMapSpecs struct {
 	LbMaglev     *ebpf.MapSpec `ebpf:"lb_maglev"`
 	LbServices   *ebpf.MapSpec `ebpf:"lb_services"`
 	LbTxPorts    *ebpf.MapSpec `ebpf:"lb_tx_ports"`
+	LbVipFilter  *ebpf.MapSpec `ebpf:"lb_vip_filter"`
 	LbVips       *ebpf.MapSpec `ebpf:"lb_vips"`
 	StatsBackend *ebpf.MapSpec `ebpf:"stats_backend"`
 	StatsDrop    *ebpf.MapSpec `ebpf:"stats_drop"`
@@ -317,9 +335,12 @@ func (o *XDPObjects) Close() error {
 //
 // It can be passed to LoadXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
 type XDPMaps struct {
+	AclClasses   *ebpf.Map `ebpf:"acl_classes"`
 	AclConfig    *ebpf.Map `ebpf:"acl_config"`
 	AclV4        *ebpf.Map `ebpf:"acl_v4"`
 	AclV4Host    *ebpf.Map `ebpf:"acl_v4_host"`
+	AclV4Hosts   *ebpf.Map `ebpf:"acl_v4_hosts"`
+	AclV4Index   *ebpf.Map `ebpf:"acl_v4_index"`
 	AclV6        *ebpf.Map `ebpf:"acl_v6"`
 	AclV6Host    *ebpf.Map `ebpf:"acl_v6_host"`
 	LbBackends   *ebpf.Map `ebpf:"lb_backends"`
@@ -329,6 +350,7 @@ type XDPMaps struct {
 	LbMaglev     *ebpf.Map `ebpf:"lb_maglev"`
 	LbServices   *ebpf.Map `ebpf:"lb_services"`
 	LbTxPorts    *ebpf.Map `ebpf:"lb_tx_ports"`
+	LbVipFilter  *ebpf.Map `ebpf:"lb_vip_filter"`
 	LbVips       *ebpf.Map `ebpf:"lb_vips"`
 	StatsBackend *ebpf.Map `ebpf:"stats_backend"`
 	StatsDrop    *ebpf.Map `ebpf:"stats_drop"`
@@ -340,9 +362,12 @@ type XDPMaps struct {
 
 func (m *XDPMaps) Close() error {
 	return _XDPClose(
+		m.AclClasses,
 		m.AclConfig,
 		m.AclV4,
 		m.AclV4Host,
+		m.AclV4Hosts,
+		m.AclV4Index,
 		m.AclV6,
 		m.AclV6Host,
 		m.LbBackends,
@@ -352,6 +377,7 @@ func (m *XDPMaps) Close() error {
 		m.LbMaglev,
 		m.LbServices,
 		m.LbTxPorts,
+		m.LbVipFilter,
 		m.LbVips,
 		m.StatsBackend,
 		m.StatsDrop,

@@ -39,6 +39,7 @@ type ACL struct {
 	mu     sync.Mutex
 	tables [2]*table
 	counts [MaxLists + 1]int
+	index  *v4Index // nil: the datapath reads only the tries
 }
 
 // NewACL returns an ACL over the two tries, which it treats as empty until
@@ -48,6 +49,24 @@ func NewACL(v4, v6 PrefixMap) *ACL {
 		{v4: true, m: v4, capacity: 1 << 22},
 		{v4: false, m: v6, capacity: 1 << 22},
 	}}
+}
+
+// newIndexedACL is NewACL with the IPv4 index (aclindex.go) kept beside the
+// tries, over maps in the given state. The error is the kernel's.
+func newIndexedACL(v4, v6 PrefixMap, ix IndexMap, state IndexState) (*ACL, error) {
+	a := NewACL(v4, v6)
+	a.index = newV4Index(ix)
+	var err error
+	switch state {
+	case IndexEmpty:
+		err = a.index.build(a.tables[0], true)
+	case IndexStale:
+		err = a.index.park()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("prepare acl index: %w", err)
+	}
+	return a, nil
 }
 
 // SetCapacity sets how many entries each trie may hold; a change beyond it
@@ -171,8 +190,8 @@ func (a *ACL) Match(addr netip.Addr) (uint64, []Match) {
 
 // Reconcile reads both tries and makes them equal to the model: missing and
 // wrong entries are written first, entries the model does not hold are
-// deleted after. It returns how many entries it wrote (Added) and deleted
-// (Removed).
+// deleted after; then it rebuilds the IPv4 index from the model. It returns
+// how many trie entries it wrote (Added) and deleted (Removed).
 func (a *ACL) Reconcile() (Change, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -201,6 +220,9 @@ func (a *ACL) Reconcile() (Change, error) {
 	}
 	if err := a.write(plans); err != nil {
 		return ch, err
+	}
+	if err := a.index.build(a.tables[0], false); err != nil {
+		return ch, fmt.Errorf("build acl index: %w", err)
 	}
 	return ch, nil
 }
@@ -239,8 +261,15 @@ func (a *ACL) apply(id ListID, add, remove [2][]pfx, replace bool) (Change, erro
 	if err := a.write(plans); err != nil {
 		return Change{}, err
 	}
+	old := [2][]entry{a.tables[0].es, a.tables[1].es}
 	for i, t := range a.tables {
 		t.es = next[i]
+	}
+	if err := a.index.update(a.tables[0], plans[0]); err != nil {
+		for i, t := range a.tables {
+			t.es = old[i]
+		}
+		return Change{}, a.rollBack(plans, err)
 	}
 	a.counts[id] += ch.Added - ch.Removed
 	ch.Entries = a.counts[id]
@@ -378,24 +407,64 @@ func walkDiff(old, new []entry, fn func(o, n *entry)) {
 	}
 }
 
-// write applies the plans: all updates (both families) before any delete, so
-// no packet that old and new state both drop is passed in between. On error
-// every applied operation is undone.
+// step is one batch of writes to one trie: ws in the order of order.
+type step struct {
+	t      *table
+	ws     []write
+	order  []int32
+	delete bool
+}
+
+// steps orders the plans: all updates (both families) before any delete, so
+// no packet that old and new state both drop is passed in between; updates
+// longest prefix first and deletes shortest first, so that every address
+// keeps its old longest match until its new one is written, and an address
+// whose longest match goes keeps it until the ones around it are gone.
+func (a *ACL) steps(plans [2]plan) []step {
+	return []step{
+		{a.tables[0], plans[0].updates, byLength(plans[0].updates, true), false},
+		{a.tables[1], plans[1].updates, byLength(plans[1].updates, true), false},
+		{a.tables[0], plans[0].deletes, byLength(plans[0].deletes, false), true},
+		{a.tables[1], plans[1].deletes, byLength(plans[1].deletes, false), true},
+	}
+}
+
+// byLength returns the indexes of ws by prefix length (a counting sort: the
+// plans of a full sync hold a million writes).
+func byLength(ws []write, longestFirst bool) []int32 {
+	var start [130]int32
+	for _, w := range ws {
+		start[int(w.p.bits)+1]++
+	}
+	for n := 1; n < len(start); n++ {
+		start[n] += start[n-1]
+	}
+	order := make([]int32, len(ws))
+	for i, w := range ws {
+		order[start[w.p.bits]] = int32(i)
+		start[w.p.bits]++
+	}
+	if longestFirst {
+		slices.Reverse(order)
+	}
+	return order
+}
+
+func (s step) chunk(from, to int) []write {
+	out := make([]write, to-from)
+	for i, k := range s.order[from:to] {
+		out[i] = s.ws[k]
+	}
+	return out
+}
+
+// write applies the plans in the order of steps. On error every applied
+// operation is undone.
 func (a *ACL) write(plans [2]plan) error {
-	type step struct {
-		t      *table
-		ws     []write
-		delete bool
-	}
-	steps := []step{
-		{a.tables[0], plans[0].updates, false},
-		{a.tables[1], plans[1].updates, false},
-		{a.tables[0], plans[0].deletes, true},
-		{a.tables[1], plans[1].deletes, true},
-	}
+	steps := a.steps(plans)
 	for si, s := range steps {
 		for off := 0; off < len(s.ws); off += batchSize {
-			chunk := s.ws[off:min(off+batchSize, len(s.ws))]
+			chunk := s.chunk(off, min(off+batchSize, len(s.ws)))
 			var err error
 			if s.delete {
 				err = s.t.m.Delete(prefixesOf(s.t.v4, chunk))
@@ -407,19 +476,39 @@ func (a *ACL) write(plans [2]plan) error {
 			}
 			err = fmt.Errorf("write acl trie: %w", err)
 			// Undo the failed chunk too: it may have been applied in part.
-			undo := []step{{s.t, s.ws[:min(off+batchSize, len(s.ws))], s.delete}}
-			for k := si - 1; k >= 0; k-- {
-				undo = append(undo, steps[k])
-			}
-			for _, u := range undo {
-				if rerr := u.t.undo(u.ws); rerr != nil {
-					return errors.Join(err, fmt.Errorf("roll back acl trie: %w", rerr))
-				}
+			failed := s
+			failed.order = s.order[:min(off+batchSize, len(s.ws))]
+			if rerr := a.undo(append(slices.Clone(steps[:si]), failed)); rerr != nil {
+				return errors.Join(err, fmt.Errorf("roll back acl trie: %w", rerr))
 			}
 			return err
 		}
 	}
 	return nil
+}
+
+// undo undoes applied steps, newest first.
+func (a *ACL) undo(steps []step) error {
+	for k := len(steps) - 1; k >= 0; k-- {
+		s := steps[k]
+		if err := s.t.undo(s.chunk(0, len(s.order))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rollBack undoes plans that write applied whole, after a later failure
+// (err), and rebuilds the IPv4 index from the model the caller restored.
+func (a *ACL) rollBack(plans [2]plan, err error) error {
+	err = fmt.Errorf("write acl index: %w", err)
+	if rerr := a.undo(a.steps(plans)); rerr != nil {
+		return errors.Join(err, fmt.Errorf("roll back acl trie: %w", rerr))
+	}
+	if rerr := a.index.build(a.tables[0], false); rerr != nil {
+		return errors.Join(err, fmt.Errorf("rebuild acl index: %w", rerr))
+	}
+	return err
 }
 
 // undo restores the masks that ws replaced: entries that existed get their
@@ -486,6 +575,17 @@ func familyIndex(a netip.Addr) int {
 	return 1
 }
 
+func comparePfx(a, b pfx) int {
+	switch {
+	case a == b:
+		return 0
+	case a.less(b):
+		return -1
+	default:
+		return 1
+	}
+}
+
 // splitFamilies validates and converts prefixes into sorted, deduplicated
 // IPv4 and IPv6 sets.
 func splitFamilies(prefixes []netip.Prefix) ([2][]pfx, error) {
@@ -506,16 +606,7 @@ func splitFamilies(prefixes []netip.Prefix) ([2][]pfx, error) {
 		out[f] = append(out[f], toPfx(c))
 	}
 	for f := range out {
-		slices.SortFunc(out[f], func(a, b pfx) int {
-			switch {
-			case a == b:
-				return 0
-			case a.less(b):
-				return -1
-			default:
-				return 1
-			}
-		})
+		slices.SortFunc(out[f], comparePfx)
 		out[f] = slices.Compact(out[f])
 	}
 	return out, nil
@@ -541,11 +632,20 @@ func (a *ACL) patchInPlace(id ListID, add, remove [2][]pfx) (Change, error) {
 		}
 		return Change{}, err
 	}
+	var net4 netPlan
 	for f, t := range a.tables {
+		// Adds before removes: a state in between then holds the lists
+		// of before or after and at most the patched list from the
+		// other, so what both drop is dropped in between too.
 		ops := make([]pfx, 0, len(remove[f])+len(add[f]))
-		ops = append(append(ops, remove[f]...), add[f]...)
+		ops = append(ops, add[f]...)
+		for _, p := range remove[f] {
+			if _, in := slices.BinarySearchFunc(add[f], p, comparePfx); !in {
+				ops = append(ops, p)
+			}
+		}
 		for k, p := range ops {
-			set := k >= len(remove[f])
+			set := k < len(add[f])
 			changed, pl, apply, err := t.patchOne(p, id.Bit(), set)
 			if err != nil {
 				return fail(err)
@@ -557,6 +657,9 @@ func (a *ACL) patchInPlace(id ListID, add, remove [2][]pfx) (Change, error) {
 				return fail(err)
 			}
 			undo = append(undo, apply())
+			if f == 0 {
+				net4.add(pl)
+			}
 			if set {
 				ch.Added++
 			} else {
@@ -567,9 +670,59 @@ func (a *ACL) patchInPlace(id ListID, add, remove [2][]pfx) (Change, error) {
 			return fail(fmt.Errorf("%w: %d entries, capacity %d", ErrCapacity, len(t.es), t.capacity))
 		}
 	}
+	if err := a.index.update(a.tables[0], net4.plan()); err != nil {
+		_, err = fail(fmt.Errorf("write acl index: %w", err))
+		if rerr := a.index.build(a.tables[0], false); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("rebuild acl index: %w", rerr))
+		}
+		return Change{}, err
+	}
 	a.counts[id] += ch.Added - ch.Removed
 	ch.Entries = a.counts[id]
 	return ch, nil
+}
+
+// netPlan folds the plans of a patch, in the order they were written, into
+// one write per prefix, from what it was before the first to what it is
+// after the last.
+type netPlan struct {
+	at map[pfx]int
+	ws []write
+	on []bool // ws[i] ends stored
+}
+
+func (n *netPlan) add(pl plan) {
+	for _, w := range pl.updates {
+		n.put(w, true)
+	}
+	for _, w := range pl.deletes {
+		n.put(w, false)
+	}
+}
+
+func (n *netPlan) put(w write, stored bool) {
+	if i, ok := n.at[w.p]; ok {
+		n.ws[i].mask, n.on[i] = w.mask, stored
+		return
+	}
+	if n.at == nil {
+		n.at = map[pfx]int{}
+	}
+	n.at[w.p] = len(n.ws)
+	n.ws, n.on = append(n.ws, w), append(n.on, stored)
+}
+
+func (n *netPlan) plan() plan {
+	var pl plan
+	for i, w := range n.ws {
+		switch {
+		case n.on[i]:
+			pl.updates = append(pl.updates, w)
+		case w.existed:
+			pl.deletes = append(pl.deletes, w)
+		}
+	}
+	return pl
 }
 
 func planFor(family int, pl plan) [2]plan {

@@ -33,18 +33,31 @@ func NewPrefixMap(m *ebpf.Map) (PrefixMap, error) {
 	return nil, fmt.Errorf("map %s: key size %d is not an acl key", m, m.KeySize())
 }
 
-// NewACLFromMaps builds the ACL over the datapath's maps: each family's host
-// entries go to its hash, the other prefixes to its trie.
-func NewACLFromMaps(v4, v4Host, v6, v6Host *ebpf.Map) (*ACL, error) {
+// NewACLFromObjects builds the ACL over the maps of XDP objects this process
+// has just loaded (tests and tools; the daemon goes through Datapath.ACL):
+// each family's host entries go to its hash, the other prefixes to its trie,
+// and the IPv4 index, its maps being new, is built now.
+func NewACLFromObjects(o *bpf.XDPObjects) (*ACL, error) {
+	return newACLFromObjects(o, IndexEmpty)
+}
+
+func newACLFromObjects(o *bpf.XDPObjects, state IndexState) (*ACL, error) {
 	var pm [4]PrefixMap
-	for i, m := range []*ebpf.Map{v4, v4Host, v6, v6Host} {
+	for i, m := range []*ebpf.Map{o.AclV4, o.AclV4Host, o.AclV6, o.AclV6Host} {
 		var err error
 		if pm[i], err = NewPrefixMap(m); err != nil {
 			return nil, err
 		}
 	}
-	a := NewACL(&HostSplit{Host: pm[1], Net: pm[0]}, &HostSplit{Host: pm[3], Net: pm[2]})
-	a.SetCapacity(int(min(v4.MaxEntries(), v4Host.MaxEntries())), int(min(v6.MaxEntries(), v6Host.MaxEntries())))
+	ix, err := NewIndexMap(o.AclV4Index, o.AclV4Hosts, o.AclClasses)
+	if err != nil {
+		return nil, err
+	}
+	a, err := newIndexedACL(&HostSplit{Host: pm[1], Net: pm[0]}, &HostSplit{Host: pm[3], Net: pm[2]}, ix, state)
+	if err != nil {
+		return nil, err
+	}
+	a.SetCapacity(int(min(o.AclV4.MaxEntries(), o.AclV4Host.MaxEntries())), int(min(o.AclV6.MaxEntries(), o.AclV6Host.MaxEntries())))
 	return a, nil
 }
 
@@ -230,6 +243,92 @@ func (b *bpfPrefixMap) Iterate(fn func(netip.Prefix, uint64) bool) error {
 	return it.Err()
 }
 
+// bpfIndexMap is the IndexMap over the acl_v4_index, acl_v4_hosts and
+// acl_classes arrays.
+type bpfIndexMap struct{ blocks, buckets, classes *ebpf.Map }
+
+// NewIndexMap wraps the arrays of the IPv4 index. It returns an error when
+// their sizes are not the ones this package computes with.
+func NewIndexMap(blocks, buckets, classes *ebpf.Map) (IndexMap, error) {
+	for _, c := range []struct {
+		m          *ebpf.Map
+		n, valSize uint32
+	}{{blocks, numBlocks, 512}, {buckets, numBuckets, 8 * bucketSlots}, {classes, numClasses, 8}} {
+		if c.m.MaxEntries() != c.n || c.m.ValueSize() != c.valSize {
+			return nil, fmt.Errorf("map %s: %d entries of %d bytes, want %d of %d", c.m, c.m.MaxEntries(), c.m.ValueSize(), c.n, c.valSize)
+		}
+	}
+	return &bpfIndexMap{blocks: blocks, buckets: buckets, classes: classes}, nil
+}
+
+// WriteClasses implements IndexMap.
+func (b *bpfIndexMap) WriteClasses(ids []uint32, masks []uint64) error {
+	return putAll(b.classes, ids, masks)
+}
+
+// WriteBuckets implements IndexMap.
+func (b *bpfIndexMap) WriteBuckets(ids []uint32, buckets []bpf.XDPAclV4Bucket) error {
+	return putAll(b.buckets, ids, buckets)
+}
+
+// ReadBuckets implements IndexMap: the whole table in batches when ids are
+// all its buckets in order, else one lookup per bucket.
+func (b *bpfIndexMap) ReadBuckets(ids []uint32, out []bpf.XDPAclV4Bucket) error {
+	if len(ids) == numBuckets && ids[0] == 0 && ids[len(ids)-1] == numBuckets-1 {
+		var cursor ebpf.MapBatchCursor
+		keys := make([]uint32, batchSize)
+		for off := 0; off < numBuckets; {
+			n, err := b.buckets.BatchLookup(&cursor, keys, out[off:min(off+batchSize, numBuckets)], nil)
+			off += n
+			if errors.Is(err, ebpf.ErrKeyNotExist) || off == numBuckets {
+				break
+			}
+			if errors.Is(err, ebpf.ErrNotSupported) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("read %s: %w", b.buckets, err)
+			}
+			if n == 0 {
+				break
+			}
+		}
+		return nil
+	}
+	for i, id := range ids {
+		if err := b.buckets.Lookup(id, &out[i]); err != nil {
+			return fmt.Errorf("read %s[%d]: %w", b.buckets, id, err)
+		}
+	}
+	return nil
+}
+
+// WriteBlocks implements IndexMap.
+func (b *bpfIndexMap) WriteBlocks(ids []uint32, blocks []bpf.XDPAclV4Block) error {
+	return putAll(b.blocks, ids, blocks)
+}
+
+// putAll writes array entries with one batch call, or one by one where
+// batches are not supported.
+func putAll[V any](m *ebpf.Map, ids []uint32, vals []V) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := m.BatchUpdate(ids, vals, nil)
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		for i, id := range ids {
+			if err := m.Update(id, &vals[i], ebpf.UpdateAny); err != nil {
+				return fmt.Errorf("update %s[%d]: %w", m, id, err)
+			}
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("batch update %d entries of %s: %w", len(ids), m, err)
+	}
+	return nil
+}
+
 // bpfPolicyMap is the PolicyMap over the acl_config array.
 type bpfPolicyMap struct{ m *ebpf.Map }
 
@@ -324,6 +423,7 @@ func (b *bpfStats) Lists() ([MaxLists + 1]Counter, error) {
 var (
 	_ PrefixMap = (*HostSplit)(nil)
 	_ PrefixMap = (*bpfPrefixMap)(nil)
+	_ IndexMap  = (*bpfIndexMap)(nil)
 	_ PolicyMap = (*bpfPolicyMap)(nil)
 	_ Stats     = (*bpfStats)(nil)
 )

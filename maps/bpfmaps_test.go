@@ -2,10 +2,12 @@ package maps
 
 import (
 	"encoding/binary"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -143,7 +145,8 @@ func TestDatapathMapsSurviveReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustReplace(t, a, 0, "10.0.0.0/8")
-	if err := dp.Policy().SetPolicy(Policy{Mode: PolicyAllow, DenyLists: 1}); err != nil {
+	mustReplace(t, a, 1, "11.0.0.0/8", "12.1.2.3/32")
+	if err := dp.Policy().SetPolicy(Policy{Mode: PolicyAllow, DenyLists: 1, AllowLists: 2}); err != nil {
 		t.Fatal(err)
 	}
 	dp.Close()
@@ -156,19 +159,63 @@ func TestDatapathMapsSurviveReopen(t *testing.T) {
 	if len(dp2.Fresh) != 0 {
 		t.Fatalf("reopen created fresh maps %v, want all reused", dp2.Fresh)
 	}
+	// The index the last run wrote answers until the restored model is
+	// reconciled, and after.
+	for src, want := range map[string]int{"10.1.2.3": xdpDrop, "11.1.2.3": xdpPass, "12.1.2.3": xdpPass, "12.1.2.4": xdpDrop} {
+		if got := verdict(t, dp2, src, "192.0.2.1", 53); got != want {
+			t.Fatalf("%s after reopening: verdict %d, want %d", src, got, want)
+		}
+	}
 	p, err := dp2.Policy().Policy()
 	if err != nil || p.Mode != PolicyAllow || p.DenyLists != 1 {
 		t.Fatalf("policy after reopen = %+v, %v", p, err)
 	}
 	a2, _ := dp2.ACL()
 	mustReplace(t, a2, 0, "10.0.0.0/8")
+	mustReplace(t, a2, 1, "11.0.0.0/8", "12.1.2.3/32")
 	ch, err := a2.Reconcile()
 	if err != nil || ch.Added != 0 || ch.Removed != 0 {
 		t.Fatalf("reconcile after reopen = %+v, %v; want no change", ch, err)
 	}
+	for src, want := range map[string]int{"10.1.2.3": xdpDrop, "11.1.2.3": xdpPass, "12.1.2.3": xdpPass, "12.1.2.4": xdpDrop} {
+		if got := verdict(t, dp2, src, "192.0.2.1", 53); got != want {
+			t.Fatalf("%s after the reconcile: verdict %d, want %d", src, got, want)
+		}
+	}
+
+	// A pin of another layout is replaced, here the classes of the index:
+	// the blocks it shares a pin directory with send every lookup to the
+	// tries until the restored model is reconciled.
+	dp2.Close()
+	classes := filepath.Join(dir, "maps", bpf.XDPMapAclClasses)
+	must(t, os.Remove(classes))
+	other, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 16})
+	must(t, err)
+	must(t, other.Pin(classes))
+	other.Close()
+	dp4, err := OpenDatapath(DatapathOptions{PinDir: dir, ACLMaxEntries: 1024})
+	must(t, err)
+	if !slices.Equal(dp4.Fresh, []string{bpf.XDPMapAclClasses}) {
+		t.Fatalf("fresh maps %v, want the classes only", dp4.Fresh)
+	}
+	a4, err := dp4.ACL()
+	must(t, err)
+	if got := verdict(t, dp4, "11.9.9.9", "192.0.2.1", 53); got != xdpPass {
+		t.Fatalf("11.9.9.9 before the reconcile: verdict %d, want pass (through the trie)", got)
+	}
+	mustReplace(t, a4, 0, "10.0.0.0/8")
+	mustReplace(t, a4, 1, "11.0.0.0/8")
+	_, err = a4.Reconcile()
+	must(t, err)
+	must(t, dp4.PinFresh(dir))
+	for src, want := range map[string]int{"10.1.2.3": xdpDrop, "11.1.2.3": xdpPass, "12.1.2.3": xdpDrop} {
+		if got := verdict(t, dp4, src, "192.0.2.1", 53); got != want {
+			t.Fatalf("%s after the reconcile: verdict %d, want %d", src, got, want)
+		}
+	}
+	dp4.Close()
 
 	// A different capacity makes the pinned tries incompatible: fresh ones are made.
-	dp2.Close()
 	dp3, err := OpenDatapath(DatapathOptions{PinDir: dir, ACLMaxEntries: 2048})
 	if err != nil {
 		t.Fatal(err)
@@ -197,5 +244,78 @@ func BenchmarkReplace1M(b *testing.B) {
 		if _, err := a.Remove(0); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+const (
+	xdpDrop = 1
+	xdpPass = 2
+	xdpTX   = 3
+)
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// verdict runs a UDP packet from src to dst:port through the program. The
+// checksums are left zero: the ACL and L4 stages do not check them.
+func verdict(t *testing.T, dp *Datapath, src, dst string, port uint16) int {
+	t.Helper()
+	pkt := make([]byte, 14+20+8+4)
+	pkt[12], pkt[13] = 0x08, 0x00
+	ip := pkt[14:]
+	ip[0], ip[8], ip[9] = 0x45, 64, 17
+	binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
+	copy(ip[12:16], netip.MustParseAddr(src).AsSlice())
+	copy(ip[16:20], netip.MustParseAddr(dst).AsSlice())
+	binary.BigEndian.PutUint16(ip[20:], 40000)
+	binary.BigEndian.PutUint16(ip[22:], port)
+	binary.BigEndian.PutUint16(ip[24:], 12)
+	ret, err := dp.Program().Run(&ebpf.RunOptions{Data: pkt})
+	must(t, err)
+	return int(ret)
+}
+
+// TestNewVIPFilterBesidePinnedVIPsIsFilled: a restart whose program brings a
+// VIP filter the pins lack (an upgrade) keeps forwarding the pinned
+// services' packets.
+func TestNewVIPFilterBesidePinnedVIPsIsFilled(t *testing.T) {
+	if _, err := EnsureBPFFS("/sys/fs/bpf"); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("/sys/fs/bpf", "sluice-maps-test-")
+	must(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	dp, err := OpenDatapath(DatapathOptions{PinDir: dir, ACLMaxEntries: 1024})
+	must(t, err)
+	must(t, dp.PinFresh(dir))
+	lb := dp.LB()
+	vip := netip.MustParseAddr("192.0.2.10")
+	must(t, lb.SwapTable(7, []uint32{3}))
+	must(t, lb.PutBackend(3, BackendEntry{Addr: netip.MustParseAddr("10.5.0.3"), MAC: net.HardwareAddr{2, 0, 0, 0, 0, 3}, Service: 7}))
+	must(t, lb.PutService(ServiceKey{VIP: vip, Port: 53, Proto: ProtoUDP}, ServiceEntry{ID: 7, TableSize: 1, Mode: bpf.XDPLbModeLB_MODE_DSR_L2}))
+	must(t, lb.PutVIP(vip))
+	if got := verdict(t, dp, "198.51.100.1", vip.String(), 53); got != xdpTX {
+		t.Fatalf("packet to the VIP: verdict %d, want tx", got)
+	}
+	dp.Close()
+
+	must(t, os.Remove(filepath.Join(dir, "maps", bpf.XDPMapLbVipFilter)))
+	dp2, err := OpenDatapath(DatapathOptions{PinDir: dir, ACLMaxEntries: 1024})
+	must(t, err)
+	defer dp2.Close()
+	if !slices.Equal(dp2.Fresh, []string{bpf.XDPMapLbVipFilter}) {
+		t.Fatalf("fresh maps %v, want the VIP filter only", dp2.Fresh)
+	}
+	if got := verdict(t, dp2, "198.51.100.1", vip.String(), 53); got != xdpTX {
+		t.Fatalf("packet to the VIP after the restart: verdict %d, want tx", got)
+	}
+	// Its removal clears the bit: packets to it pass to the stack.
+	must(t, dp2.LB().DeleteVIP(vip))
+	if got := verdict(t, dp2, "198.51.100.1", vip.String(), 53); got != xdpPass {
+		t.Fatalf("packet to the removed VIP: verdict %d, want pass", got)
 	}
 }

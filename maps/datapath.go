@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 
 	"github.com/cilium/ebpf"
 
@@ -84,6 +85,10 @@ func OpenDatapath(opts DatapathOptions) (*Datapath, error) {
 		}
 		return nil, fmt.Errorf("load xdp program: %w", err)
 	}
+	if err := dp.LB().SyncVIPFilter(); err != nil {
+		dp.Close()
+		return nil, err
+	}
 	return dp, nil
 }
 
@@ -123,9 +128,28 @@ func (d *Datapath) mapByName(name string) *ebpf.Map {
 // Program returns the XDP program.
 func (d *Datapath) Program() *ebpf.Program { return d.objs.SluiceXdp }
 
-// ACL returns the union-rule keeper over the datapath's tries and host hashes.
+// ACL returns the union-rule keeper over the datapath's tries, host hashes
+// and IPv4 index. When this load created the index's maps, the index is
+// built now. When it reuses pinned ones, they keep what the last run wrote
+// (the answers of the state before the restart) until Reconcile rebuilds
+// them from the restored model; when only some are new, the index sends
+// every lookup to the tries until then.
 func (d *Datapath) ACL() (*ACL, error) {
-	return NewACLFromMaps(d.objs.AclV4, d.objs.AclV4Host, d.objs.AclV6, d.objs.AclV6Host)
+	fresh := 0
+	names := []string{bpf.XDPMapAclV4Index, bpf.XDPMapAclV4Hosts, bpf.XDPMapAclClasses}
+	for _, name := range names {
+		if slices.Contains(d.Fresh, name) {
+			fresh++
+		}
+	}
+	state := IndexStale
+	switch fresh {
+	case len(names):
+		state = IndexEmpty
+	case 0:
+		state = IndexPinned
+	}
+	return newACLFromObjects(&d.objs, state)
 }
 
 // Policy returns the policy map.

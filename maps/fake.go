@@ -1,8 +1,11 @@
 package maps
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"sync"
+
+	"github.com/sluicelb/sluice/bpf"
 )
 
 // Op is one write recorded by Fake.
@@ -20,6 +23,8 @@ type Fake struct {
 	// Ops holds every write in the order it happened; Record must be set.
 	Ops    []Op
 	Record bool
+	// OnWrite, when set, is called after every entry written or deleted.
+	OnWrite func()
 }
 
 // NewFake returns an empty Fake.
@@ -27,12 +32,15 @@ func NewFake() *Fake { return &Fake{entries: make(map[netip.Prefix]uint64)} }
 
 // Update implements PrefixMap.
 func (f *Fake) Update(prefixes []netip.Prefix, masks []uint64) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	for i, p := range prefixes {
+		f.mu.Lock()
 		f.entries[p] = masks[i]
 		if f.Record {
 			f.Ops = append(f.Ops, Op{Prefix: p, Mask: masks[i]})
+		}
+		f.mu.Unlock()
+		if f.OnWrite != nil {
+			f.OnWrite()
 		}
 	}
 	return nil
@@ -40,12 +48,15 @@ func (f *Fake) Update(prefixes []netip.Prefix, masks []uint64) error {
 
 // Delete implements PrefixMap.
 func (f *Fake) Delete(prefixes []netip.Prefix) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	for _, p := range prefixes {
+		f.mu.Lock()
 		delete(f.entries, p)
 		if f.Record {
 			f.Ops = append(f.Ops, Op{Delete: true, Prefix: p})
+		}
+		f.mu.Unlock()
+		if f.OnWrite != nil {
+			f.OnWrite()
 		}
 	}
 	return nil
@@ -86,6 +97,84 @@ func (f *Fake) Len() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.entries)
+}
+
+// FakeIndex is an in-memory IndexMap that answers lookups as
+// bpf/include/acl.h does. OnWrite, when set, is called after every entry
+// written, so a test can look at each state a packet could meet.
+type FakeIndex struct {
+	mu      sync.Mutex
+	blocks  map[uint32]bpf.XDPAclV4Block
+	buckets map[uint32]bpf.XDPAclV4Bucket
+	classes map[uint32]uint64
+	OnWrite func()
+}
+
+// NewFakeIndex returns a FakeIndex as new maps are: every slot slotSlow.
+func NewFakeIndex() *FakeIndex {
+	return &FakeIndex{blocks: map[uint32]bpf.XDPAclV4Block{}, buckets: map[uint32]bpf.XDPAclV4Bucket{}, classes: map[uint32]uint64{}}
+}
+
+func fakePut[V any](f *FakeIndex, m map[uint32]V, ids []uint32, vals []V) error {
+	for i, id := range ids {
+		f.mu.Lock()
+		m[id] = vals[i]
+		f.mu.Unlock()
+		if f.OnWrite != nil {
+			f.OnWrite()
+		}
+	}
+	return nil
+}
+
+// WriteClasses implements IndexMap.
+func (f *FakeIndex) WriteClasses(ids []uint32, masks []uint64) error {
+	return fakePut(f, f.classes, ids, masks)
+}
+
+// WriteBuckets implements IndexMap.
+func (f *FakeIndex) WriteBuckets(ids []uint32, buckets []bpf.XDPAclV4Bucket) error {
+	return fakePut(f, f.buckets, ids, buckets)
+}
+
+// ReadBuckets implements IndexMap.
+func (f *FakeIndex) ReadBuckets(ids []uint32, out []bpf.XDPAclV4Bucket) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, id := range ids {
+		out[i] = f.buckets[id]
+	}
+	return nil
+}
+
+// WriteBlocks implements IndexMap.
+func (f *FakeIndex) WriteBlocks(ids []uint32, blocks []bpf.XDPAclV4Block) error {
+	return fakePut(f, f.blocks, ids, blocks)
+}
+
+// Lookup returns the mask the datapath finds for an IPv4 address: from the
+// index (fast true), or from tries, which answers as the trie and host hash
+// do, when the address's slot is slotSlow.
+func (f *FakeIndex) Lookup(addr netip.Addr, tries func(netip.Addr) uint64) (mask uint64, fast bool) {
+	b := addr.As4()
+	src := binary.BigEndian.Uint32(b[:])
+	f.mu.Lock()
+	slot := f.blocks[src>>16].Slot[(src>>8)&0xff]
+	cls := uint32(slot & 0x7fff)
+	if cls != slotSlow && slot&slotHosts != 0 {
+		for _, h := range f.buckets[bucketOf(src)].Host {
+			if uint32(h) == binary.LittleEndian.Uint32(b[:]) && h>>32 != 0 {
+				cls = uint32(h >> 32)
+				break
+			}
+		}
+	}
+	mask = f.classes[cls]
+	f.mu.Unlock()
+	if cls == slotSlow {
+		return tries(addr), false
+	}
+	return mask, true
 }
 
 // FakePolicy is an in-memory PolicyMap.
@@ -129,6 +218,7 @@ func (f *FakeStats) Lists() ([MaxLists + 1]Counter, error) { return f.ListCounte
 
 var (
 	_ PrefixMap = (*Fake)(nil)
+	_ IndexMap  = (*FakeIndex)(nil)
 	_ PolicyMap = (*FakePolicy)(nil)
 	_ Stats     = (*FakeStats)(nil)
 )

@@ -1,6 +1,7 @@
 package maps
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -70,15 +71,15 @@ type FlowStats struct {
 
 // LB is the L4 datapath's maps.
 type LB struct {
-	services, vips, maglev, backends, flows, settings, ifaces, txPorts *ebpf.Map
-	statsSvc, statsBackend, statsFlows                                 *ebpf.Map
-	innerSpec                                                          *ebpf.MapSpec
+	services, vips, vipFilter, maglev, backends, flows, settings, ifaces, txPorts *ebpf.Map
+	statsSvc, statsBackend, statsFlows                                            *ebpf.Map
+	innerSpec                                                                     *ebpf.MapSpec
 }
 
 // LB returns the L4 maps of the datapath.
 func (d *Datapath) LB() *LB {
 	o := &d.objs
-	return &LB{services: o.LbServices, vips: o.LbVips, maglev: o.LbMaglev, backends: o.LbBackends,
+	return &LB{services: o.LbServices, vips: o.LbVips, vipFilter: o.LbVipFilter, maglev: o.LbMaglev, backends: o.LbBackends,
 		flows: o.LbFlows, settings: o.LbConfig, ifaces: o.LbIfaces, txPorts: o.LbTxPorts,
 		statsSvc: o.StatsSvc, statsBackend: o.StatsBackend, statsFlows: o.StatsFlows, innerSpec: d.innerSpec}
 }
@@ -90,7 +91,7 @@ func NewLB(o *bpf.XDPObjects) (*LB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &LB{services: o.LbServices, vips: o.LbVips, maglev: o.LbMaglev, backends: o.LbBackends,
+	return &LB{services: o.LbServices, vips: o.LbVips, vipFilter: o.LbVipFilter, maglev: o.LbMaglev, backends: o.LbBackends,
 		flows: o.LbFlows, settings: o.LbConfig, ifaces: o.LbIfaces, txPorts: o.LbTxPorts,
 		statsSvc: o.StatsSvc, statsBackend: o.StatsBackend, statsFlows: o.StatsFlows,
 		innerSpec: spec.Maps[bpf.XDPMapLbMaglev].InnerMap}, nil
@@ -150,17 +151,84 @@ func (l *LB) Services() (map[ServiceKey]ServiceEntry, error) {
 	return out, it.Err()
 }
 
-// PutVIP marks an address as a VIP (echo requests to it are answered).
+// PutVIP marks an address as a VIP (echo requests to it are answered, and
+// its packets looked up as services): in lb_vips, then in the filter the
+// datapath checks first. VIP changes must not run concurrently.
 func (l *LB) PutVIP(a netip.Addr) error {
-	return l.vips.Put(ServiceKey{VIP: a}.raw(), uint32(1))
-}
-
-// DeleteVIP unmarks a VIP; an absent one is not an error.
-func (l *LB) DeleteVIP(a netip.Addr) error {
-	if err := l.vips.Delete(ServiceKey{VIP: a}.raw()); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return err
+	k := ServiceKey{VIP: a}.raw()
+	if err := l.vips.Put(k, uint32(1)); err != nil {
+		return fmt.Errorf("put vip %s: %w", a, err)
+	}
+	word, bit := vipBit(k.Addr)
+	var v uint64
+	if err := l.vipFilter.Lookup(word, &v); err != nil {
+		return fmt.Errorf("read vip filter: %w", err)
+	}
+	if err := l.vipFilter.Put(word, v|bit); err != nil {
+		return fmt.Errorf("write vip filter: %w", err)
 	}
 	return nil
+}
+
+// DeleteVIP unmarks a VIP; an absent one is not an error. Its filter bit is
+// cleared unless another VIP shares it.
+func (l *LB) DeleteVIP(a netip.Addr) error {
+	k := ServiceKey{VIP: a}.raw()
+	if err := l.vips.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	words, err := l.vipWords()
+	if err != nil {
+		return err
+	}
+	word, _ := vipBit(k.Addr)
+	if err := l.vipFilter.Put(word, words[word]); err != nil {
+		return fmt.Errorf("write vip filter: %w", err)
+	}
+	return nil
+}
+
+// vipFilterBits is VIP_FILTER_BITS in consts.h.
+const vipFilterBits = 16
+
+// vipBit returns the word and bit of vip_maybe() in lb.h for an address laid
+// out as in svc_key: the XOR of its four words, read as the datapath reads
+// them (little-endian), hashed to vipFilterBits.
+func vipBit(a [16]byte) (uint32, uint64) {
+	fold := binary.LittleEndian.Uint32(a[0:]) ^ binary.LittleEndian.Uint32(a[4:]) ^
+		binary.LittleEndian.Uint32(a[8:]) ^ binary.LittleEndian.Uint32(a[12:])
+	h := (fold * fibHashMul) >> (32 - vipFilterBits)
+	return h >> 6, 1 << (h & 63)
+}
+
+// vipWords computes the filter from lb_vips.
+func (l *LB) vipWords() ([]uint64, error) {
+	words := make([]uint64, 1<<(vipFilterBits-6))
+	var k bpf.XDPSvcKey
+	var v uint32
+	it := l.vips.Iterate()
+	for it.Next(&k, &v) {
+		w, bit := vipBit(k.Addr)
+		words[w] |= bit
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read vips: %w", err)
+	}
+	return words, nil
+}
+
+// SyncVIPFilter rewrites the whole filter from lb_vips: a new filter map
+// beside pinned VIPs would otherwise hide their services from the datapath.
+func (l *LB) SyncVIPFilter() error {
+	words, err := l.vipWords()
+	if err != nil {
+		return err
+	}
+	ids := make([]uint32, len(words))
+	for i := range ids {
+		ids[i] = uint32(i)
+	}
+	return putAll(l.vipFilter, ids, words)
 }
 
 // PutBackend writes backend id.

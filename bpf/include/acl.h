@@ -4,9 +4,16 @@
 
 #include "parse.h"
 
-/* acl_lookup returns the lists holding the longest stored prefix that
+/* acl_bucket is the host bucket of an IPv4 address (host order); maps/aclindex.go
+ * places hosts with the same function. */
+static __always_inline __u32 acl_bucket(__u32 addr)
+{
+	return (addr * FIB_HASH_MUL) >> (32 - ACL_BUCKET_BITS);
+}
+
+/* acl_lookup_tries returns the lists holding the longest stored prefix that
  * contains the source: the host hash first, then the trie. */
-static __always_inline __u64 acl_lookup(struct pkt *p)
+static __always_inline __u64 acl_lookup_tries(struct pkt *p)
 {
 	__u64 *lists = 0;
 
@@ -32,6 +39,55 @@ static __always_inline __u64 acl_lookup(struct pkt *p)
 		lists = bpf_map_lookup_elem(&acl_v6, &k);
 	}
 	return lists ? *lists : 0;
+}
+
+/* acl_lookup_v4 answers an IPv4 source from the index, array lookups only:
+ * the /24's slot, the host bucket when the /24 holds hosts, the class's
+ * mask. A slot that says SLOW (a /25../31 in the /24, a host that found no
+ * bucket slot, an index not built yet) hands the lookup to the tries. */
+static __always_inline __u64 acl_lookup_v4(struct pkt *p)
+{
+	__u32 src = bpf_ntohl(p->ip4->saddr), key = src >> 16, slot, cls, b;
+	struct acl_v4_bucket *bucket;
+	struct acl_v4_block *block;
+	__u64 *lists;
+	int i;
+
+	block = bpf_map_lookup_elem(&acl_v4_index, &key);
+	if (!block)
+		return acl_lookup_tries(p);
+	slot = block->slot[(src >> 8) & 0xff];
+	cls = slot & ACL_SLOT_CLASS;
+	if (cls == ACL_SLOT_SLOW)
+		return acl_lookup_tries(p);
+	if (slot & ACL_SLOT_HOSTS) {
+		b = acl_bucket(src);
+		bucket = bpf_map_lookup_elem(&acl_v4_hosts, &b);
+		if (bucket) {
+			/* Hosts never move between slots, and a free slot
+			 * ends nothing: every slot is read. */
+#pragma unroll
+			for (i = 0; i < ACL_BUCKET_SLOTS; i++) {
+				__u64 h = bucket->host[i];
+
+				if ((__u32)h == p->ip4->saddr && (h >> 32)) {
+					cls = h >> 32;
+					break;
+				}
+			}
+		}
+	}
+	lists = bpf_map_lookup_elem(&acl_classes, &cls);
+	return lists ? *lists : acl_lookup_tries(p);
+}
+
+/* acl_lookup returns the bitmask of every list holding a prefix that
+ * contains the source (the union rule). */
+static __always_inline __u64 acl_lookup(struct pkt *p)
+{
+	if (p->ip4)
+		return acl_lookup_v4(p);
+	return acl_lookup_tries(p);
 }
 
 /* acl_stage drops what the policy denies and returns CONTINUE for the rest.

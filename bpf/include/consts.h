@@ -15,6 +15,25 @@
 #define MAX_ACL_ENTRIES (1 << 22)
 #endif
 
+/* The IPv4 index of the ACL (acl.h, maps/aclindex.go): a block of 256 /24
+ * slots for each /16, host buckets, and the classes (list masks) they name.
+ * A slot is ACL_SLOT_SLOW (0, so a new, zeroed map sends every lookup to the
+ * tries) or a class, with ACL_SLOT_HOSTS set when the /24 holds hosts. */
+#define ACL_V4_BLOCKS 65536
+#define ACL_SLOT_SLOW 0
+#define ACL_SLOT_HOSTS 0x8000
+#define ACL_SLOT_CLASS 0x7fff
+#define ACL_CLASSES 32768
+#define ACL_BUCKET_SLOTS 8
+#define ACL_BUCKET_BITS 18
+#define ACL_BUCKETS (1 << ACL_BUCKET_BITS)
+/* Fibonacci hashing: multiply, keep the top bits. Also the VIP filter's. */
+#define FIB_HASH_MUL 0x9e3779b1
+
+/* The VIP filter (lb.h): one bit per hash of a destination address. */
+#define VIP_FILTER_BITS 16
+#define VIP_FILTER_WORDS (1 << (VIP_FILTER_BITS - 6))
+
 /* Interfaces are counted in slot ifindex & (MAX_IFINDEX - 1); the daemon refuses
  * to attach two interfaces that share a slot. Must be a power of two. */
 #ifndef MAX_IFINDEX

@@ -179,10 +179,34 @@ static __always_inline int error_flow(struct pkt *p, struct flow_key *fk)
 	return -1;
 }
 
+/* vip_maybe reports whether a destination, given as the XOR of its four
+ * 32-bit words (an IPv4 address is its one word), may be a VIP: its bit in
+ * lb_vip_filter (maps/lb.go sets the bit of every VIP). Most packets at an
+ * edge are for no VIP, and an array lookup sends them on for a few ns where
+ * a hash lookup costs tens. */
+static __always_inline int vip_maybe(__u32 fold)
+{
+	__u32 h = (fold * FIB_HASH_MUL) >> (32 - VIP_FILTER_BITS), word = h >> 6;
+	__u64 *bits = bpf_map_lookup_elem(&lb_vip_filter, &word);
+
+	return bits && (*bits >> (h & 63)) & 1;
+}
+
+/* dst_fold is the packet's destination folded as vip_maybe takes it. */
+static __always_inline __u32 dst_fold(const struct pkt *p)
+{
+	const __u32 *w;
+
+	if (p->ip4)
+		return p->ip4->daddr;
+	w = p->ip6->daddr.in6_u.u6_addr32;
+	return w[0] ^ w[1] ^ w[2] ^ w[3];
+}
+
 /* find_service looks a flow's service up: (dst, dport, proto), else the
- * VIP's port-0 service. Most packets at an edge are for no VIP at all, so
- * one lookup of the destination in lb_vips sends them on first: cheaper
- * than the two service lookups it saves. */
+ * VIP's port-0 service. One lookup of the destination in lb_vips first
+ * sends on what the filter let through by chance (and ICMP errors, which
+ * skip it): cheaper than the two service lookups it saves. */
 static __always_inline struct svc_info *find_service(const struct flow_key *fk)
 {
 	struct svc_key sk = {};
@@ -351,6 +375,10 @@ static __always_inline int lb_stage(struct xdp_md *ctx, struct pkt *p)
 	__u32 hash, bid, egress;
 
 	if (!p->ip4 && !p->ip6)
+		return CONTINUE;
+	/* TCP and UDP go to the destination's service: most have none, so
+	 * check the filter before building the flow key. */
+	if (p->l4_known && (p->l4_proto == IPPROTO_TCP || p->l4_proto == IPPROTO_UDP) && !vip_maybe(dst_fold(p)))
 		return CONTINUE;
 	if (packet_flow(p, &fk)) {
 		ret = echo_reply(p);

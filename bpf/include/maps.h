@@ -44,6 +44,33 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } acl_v6_host SEC(".maps");
 
+/* The IPv4 index (acl.h): arrays only, so the verifier inlines each lookup.
+ * The tries and host hashes above still hold every entry; the index sends
+ * a lookup there when a /24 does not fit it (ACL_SLOT_SLOW). Kernel memory:
+ * 32 MiB of blocks (65536 × 512 B), 16 MiB of host buckets (2^18 × 64 B,
+ * room for 1M hosts at half load), 256 KiB of classes, whatever the lists. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32); /* the top 16 bits of the address */
+	__type(value, struct acl_v4_block);
+	__uint(max_entries, ACL_V4_BLOCKS);
+} acl_v4_index SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32); /* acl_bucket() of the address */
+	__type(value, struct acl_v4_bucket);
+	__uint(max_entries, ACL_BUCKETS);
+} acl_v4_hosts SEC(".maps");
+
+/* Class → bitmask of lists: the distinct masks are few, so slots name them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, ACL_CLASSES);
+} acl_classes SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
@@ -89,6 +116,15 @@ struct {
 	__type(value, __u32);
 	__uint(max_entries, MAX_SERVICES);
 } lb_vips SEC(".maps");
+
+/* Bit vip_hash(addr) is set for every address in lb_vips (maps/lb.go keeps
+ * it so): a clear bit sends a packet on without a hash lookup. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, VIP_FILTER_WORDS);
+} lb_vip_filter SEC(".maps");
 
 /* Each service's Maglev table: slot → backend id. The daemon builds a new
  * table and swaps it into lb_maglev in one update, so a lookup sees the old

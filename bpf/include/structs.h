@@ -3,6 +3,7 @@
 #define SLUICE_STRUCTS_H
 
 #include <linux/types.h>
+#include "consts.h"
 
 /* Index of a verdict counter; equal to the XDP_* action it counts.
  * Mirrored in Go by bpf.XDPVerdict. */
@@ -55,6 +56,20 @@ struct acl_v4_host_key {
  * Mirrored in Go by bpf.XDPAclV6HostKey. */
 struct acl_v6_host_key {
 	__u8 addr[16];
+};
+
+/* The /24 slots of one /16 of the IPv4 index, by third octet (see
+ * ACL_SLOT_* in consts.h). Mirrored in Go by bpf.XDPAclV4Block. */
+struct acl_v4_block {
+	__u16 slot[256];
+};
+
+/* A bucket of the IPv4 host table. Each host is one 64-bit word, read and
+ * written whole: its class in the high half, its address as the packet
+ * holds it (network order) in the low half; class 0 is a free slot.
+ * Mirrored in Go by bpf.XDPAclV4Bucket. */
+struct acl_v4_bucket {
+	__u64 host[ACL_BUCKET_SLOTS];
 };
 
 /* The ACL policy, one entry in an array map. Mirrored in Go by bpf.XDPAclPolicy. */

@@ -323,7 +323,7 @@ func (l lab) sluice(entries []netip.Prefix) (func() (uint64, error), func(), err
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {
 		return nil, nil, err
 	}
-	acl, err := maps.NewACLFromMaps(objs.AclV4, objs.AclV4Host, objs.AclV6, objs.AclV6Host)
+	acl, err := maps.NewACLFromObjects(&objs)
 	if err != nil {
 		objs.Close()
 		return nil, nil, err
