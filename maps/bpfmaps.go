@@ -272,28 +272,28 @@ func (b *bpfIndexMap) WriteBuckets(ids []uint32, buckets []bpf.XDPAclV4Bucket) e
 }
 
 // ReadBuckets implements IndexMap: the whole table in batches when ids are
-// all its buckets in order, else one lookup per bucket.
+// all its buckets in order (and the kernel has batch lookups), else one
+// lookup per bucket.
 func (b *bpfIndexMap) ReadBuckets(ids []uint32, out []bpf.XDPAclV4Bucket) error {
 	if len(ids) == numBuckets && ids[0] == 0 && ids[len(ids)-1] == numBuckets-1 {
 		var cursor ebpf.MapBatchCursor
 		keys := make([]uint32, batchSize)
-		for off := 0; off < numBuckets; {
+		off := 0
+		for off < numBuckets {
 			n, err := b.buckets.BatchLookup(&cursor, keys, out[off:min(off+batchSize, numBuckets)], nil)
 			off += n
-			if errors.Is(err, ebpf.ErrKeyNotExist) || off == numBuckets {
-				break
-			}
-			if errors.Is(err, ebpf.ErrNotSupported) {
+			if errors.Is(err, ebpf.ErrKeyNotExist) || errors.Is(err, ebpf.ErrNotSupported) || n == 0 {
 				break
 			}
 			if err != nil {
 				return fmt.Errorf("read %s: %w", b.buckets, err)
 			}
-			if n == 0 {
-				break
-			}
 		}
-		return nil
+		if off == numBuckets {
+			return nil
+		}
+		// Short of the whole table: what is missing is read one by one.
+		ids, out = ids[off:], out[off:]
 	}
 	for i, id := range ids {
 		if err := b.buckets.Lookup(id, &out[i]); err != nil {

@@ -86,7 +86,7 @@ row "load balancer CPU per TCP connection, µs (ratio: HAProxy ÷ Sluice)" "$(nu
 
 echo "== L7 proxy, wrk HTTP/1.1 keep-alive, 64 connections, each proxy on one core"
 go run ./scripts/l7bench -duration 10s -conns 64 | tee "$out/l7.txt"
-l7v() { awk -v n="$1" -v f="$2" '$1 == n { print $f }' "$out/l7.txt"; }
+l7v() { awk -v n="$1" -v f="$2" '$1 == n && $2 ~ /^[0-9.]+$/ { print $f }' "$out/l7.txt" | tail -1; } # "name req/s p99" lines only
 row "L7 proxy req/s (same backend; one core each)" "$(l7v sluice 2)" "nginx $(l7v nginx 2)" "$(ratio "$(l7v sluice 2)" "$(l7v nginx 2)")" "≥ 1.0×"
 row "L7 proxy req/s vs HAProxy" "$(l7v sluice 2)" "haproxy $(l7v haproxy 2)" "$(ratio "$(l7v sluice 2)" "$(l7v haproxy 2)")" "—"
 row "L7 proxy p99" "$(l7v sluice 3)" "nginx $(l7v nginx 3)" "—" "≤ nginx"
