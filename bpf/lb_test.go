@@ -324,6 +324,49 @@ func TestConnectionTableKeepsFlowsAcrossChanges(t *testing.T) {
 	}
 }
 
+func TestFlowOffADownBackendStaysOnItsNewBackend(t *testing.T) {
+	p := loadLB(t)
+	a, b := "10.1.0.11", "10.1.0.12"
+	svc := service("web", vip4, 443, l4.ModeDSRIPIP, a, b)
+	must(t, p.rec.Set(svc))
+	port, _ := findFlow(t, func(f l4.Flow) bool { return p.backendOf(t, "web", f).String() == a })
+	if got := p.sentTo(t, port); got.String() != a {
+		t.Fatalf("flow went to %s, want %s", got, a)
+	}
+	stats := func() maps.FlowStats {
+		s, err := p.lb.FlowStats()
+		must(t, err)
+		return s
+	}
+
+	// a goes down: the flow misses, rehashes to b, and its entry says b.
+	down := svc
+	down.Backends = append([]l4.Backend(nil), svc.Backends...)
+	down.Backends[0].State = l4.Down
+	must(t, p.rec.Set(down))
+	s0 := stats()
+	if got := p.sentTo(t, port); got.String() != b {
+		t.Fatalf("flow off a down backend went to %s, want %s", got, b)
+	}
+	s1 := stats()
+	if s1.Misses != s0.Misses+1 || s1.Hits != s0.Hits {
+		t.Errorf("rehash of a flow off a down backend: hits %d → %d, misses %d → %d, want one miss", s0.Hits, s1.Hits, s0.Misses, s1.Misses)
+	}
+	if got := p.sentTo(t, port); got.String() != b {
+		t.Fatalf("next packet went to %s, want %s", got, b)
+	}
+	s2 := stats()
+	if s2.Hits != s1.Hits+1 || s2.Misses != s1.Misses {
+		t.Errorf("next packet: hits %d → %d, misses %d → %d, want one hit", s1.Hits, s2.Hits, s1.Misses, s2.Misses)
+	}
+
+	// a is back: the established flow keeps b, the backend its entry names.
+	must(t, p.rec.Set(svc))
+	if got := p.sentTo(t, port); got.String() != b {
+		t.Errorf("flow moved back to %s when a came up, want it to stay on %s", got, b)
+	}
+}
+
 func TestNoBackendDrops(t *testing.T) {
 	p := loadLB(t)
 	svc := service("web", vip4, 443, l4.ModeDSRIPIP, "10.1.0.11")

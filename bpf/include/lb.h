@@ -204,9 +204,11 @@ static __always_inline __u32 dst_fold(const struct pkt *p)
 }
 
 /* find_service looks a flow's service up: (dst, dport, proto), else the
- * VIP's port-0 service. One lookup of the destination in lb_vips first
- * sends on what the filter let through by chance (and ICMP errors, which
- * skip it): cheaper than the two service lookups it saves. */
+ * VIP's port-0 service. The caller has checked the VIP filter, so what
+ * reaches it is mostly for a VIP: an exact service costs one hash lookup,
+ * a port-0 service or a destination the filter let through by chance two.
+ * (A first lookup in lb_vips would add one to every forwarded packet; every
+ * service's VIP is in lb_vips, and its bit in the filter, while it exists.) */
 static __always_inline struct svc_info *find_service(const struct flow_key *fk)
 {
 	struct svc_key sk = {};
@@ -214,8 +216,6 @@ static __always_inline struct svc_info *find_service(const struct flow_key *fk)
 
 	__builtin_memcpy(sk.addr, fk->dst, 16);
 	sk.family = fk->family;
-	if (!bpf_map_lookup_elem(&lb_vips, &sk))
-		return NULL;
 	sk.port = fk->dport;
 	sk.proto = fk->proto;
 	svc = bpf_map_lookup_elem(&lb_services, &sk);
@@ -225,13 +225,23 @@ static __always_inline struct svc_info *find_service(const struct flow_key *fk)
 	return bpf_map_lookup_elem(&lb_services, &sk);
 }
 
-/* usable says whether a connection-table entry may keep its backend: the
- * backend still belongs to the service and is not down, and a UDP flow has
- * not idled out. Drained backends (and weight 0) keep their flows. */
-static __always_inline struct backend_info *usable(struct flow_state *st, const struct flow_key *fk,
+/* key_fold is a flow key's destination folded as vip_maybe takes it (an
+ * IPv4 address is the first word, the others zero). */
+static __always_inline __u32 key_fold(const struct flow_key *fk)
+{
+	const __u32 *w = (const void *)fk->dst;
+
+	return w[0] ^ w[1] ^ w[2] ^ w[3];
+}
+
+/* usable returns backend id, the one the connection-table entry st names,
+ * if the flow may keep it: the backend still belongs to the service and is
+ * not down, and a UDP flow has not idled out. Drained backends (and weight
+ * 0) keep their flows. NULL otherwise. */
+static __always_inline struct backend_info *usable(struct flow_state *st, __u32 id, const struct flow_key *fk,
 						   const struct svc_info *svc, const struct lb_settings *cfg, __u64 now)
 {
-	struct backend_info *b = bpf_map_lookup_elem(&lb_backends, &st->backend);
+	struct backend_info *b = bpf_map_lookup_elem(&lb_backends, &id);
 
 	if (!b || !b->family || (b->flags & BACKEND_F_DOWN) || b->svc != svc->id)
 		return 0;
@@ -240,41 +250,64 @@ static __always_inline struct backend_info *usable(struct flow_state *st, const 
 	return b;
 }
 
-/* pick_backend returns the flow's backend id: the connection table's when it
- * still holds, otherwise the service's Maglev slot for the flow hash, which a
- * TCP or UDP flow then records. NO_BACKEND when the service has none. */
-static __always_inline __u32 pick_backend(const struct flow_key *fk, const struct svc_info *svc, __u32 hash,
-					  int record, int *new_flow)
+/* pick_backend returns the flow's backend and sets *bid to its id: the
+ * connection table's when it still holds, otherwise the service's Maglev
+ * slot for the flow hash, which a TCP or UDP flow then records. NULL when
+ * the service has no backend for the flow (or the slot names a free one).
+ * A hit neither hashes the flow nor looks the backend up a second time. */
+static __always_inline struct backend_info *pick_backend(const struct flow_key *fk, const struct svc_info *svc,
+							 const struct lb_settings *cfg, int record, int *new_flow,
+							 __u32 *bid)
 {
-	__u32 zero = 0, slot, id;
-	struct lb_settings *cfg = bpf_map_lookup_elem(&lb_config, &zero);
 	struct flow_state *st = bpf_map_lookup_elem(&lb_flows, fk);
-	__u64 now = bpf_ktime_get_ns();
+	/* Only a UDP flow's idle timeout reads seen_ns, and it may be 1 ns: the
+	 * fine clock. A TCP flow's is the same clock to a tick, for a third of
+	 * the cost of a hit's fine one; compared signed, as it may lag. */
+	__u64 now = fk->proto == IPPROTO_UDP ? bpf_ktime_get_ns() : bpf_ktime_get_coarse_ns();
+	struct backend_info *b;
+	__u32 slot, id, *idp;
 	void *table;
-	__u32 *bid;
 
-	if (st && usable(st, fk, svc, cfg, now)) {
-		if (now - st->seen_ns > SEEN_REFRESH_NS)
-			st->seen_ns = now;
-		FLOW_STATS(hits);
-		return st->backend;
+	if (st) {
+		/* Read once: the backend looked up is the one returned. */
+		id = *(volatile __u32 *)&st->backend;
+		b = usable(st, id, fk, svc, cfg, now);
+		if (b) {
+			if ((__s64)(now - st->seen_ns) > (__s64)SEEN_REFRESH_NS)
+				st->seen_ns = now;
+			FLOW_STATS(hits);
+			*bid = id;
+			return b;
+		}
 	}
 	FLOW_STATS(misses);
 	table = bpf_map_lookup_elem(&lb_maglev, &svc->id);
 	if (!table || !svc->table_size)
-		return NO_BACKEND;
-	slot = hash % svc->table_size;
-	bid = bpf_map_lookup_elem(table, &slot);
-	if (!bid || *bid == NO_BACKEND)
-		return NO_BACKEND;
-	id = *bid;
+		return 0;
+	slot = flow_hash(fk, svc->hash) % svc->table_size;
+	idp = bpf_map_lookup_elem(table, &slot);
+	if (!idp || *idp == NO_BACKEND)
+		return 0;
+	id = *idp;
 	if (record) {
-		struct flow_state ns = { .seen_ns = now, .backend = id };
+		/* A stale entry (its backend down or gone, an idle UDP flow) is
+		 * rewritten in place, as a hit refreshes seen_ns: an update of
+		 * the LRU table would take a new element and its lock. */
+		if (st) {
+			st->backend = id;
+			st->seen_ns = now;
+		} else {
+			struct flow_state ns = { .seen_ns = now, .backend = id };
 
-		bpf_map_update_elem(&lb_flows, fk, &ns, BPF_ANY);
+			bpf_map_update_elem(&lb_flows, fk, &ns, BPF_ANY);
+		}
 		*new_flow = 1;
 	}
-	return id;
+	*bid = id;
+	b = bpf_map_lookup_elem(&lb_backends, &id);
+	if (!b || !b->family)
+		return 0;
+	return b;
 }
 
 static __always_inline void count_lb(__u32 svc, __u32 backend, __u64 bytes, int new_flow)
@@ -295,10 +328,9 @@ static __always_inline void count_lb(__u32 svc, __u32 backend, __u64 bytes, int 
 }
 
 static __always_inline int encap_ipip(struct xdp_md *ctx, struct pkt *p, const struct backend_info *b,
-				      __u32 egress, __u32 hash)
+				      const struct lb_settings *cfg, __u32 egress, __u32 hash)
 {
-	__u32 zero = 0, mtu = egress_mtu(egress);
-	struct lb_settings *cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	__u32 mtu = egress_mtu(egress);
 	struct iphdr *in = p->ip4, *out;
 	__u16 l2_len = p->l2_len, inner_len = bpf_ntohs(in->tot_len);
 	__be16 df = in->frag_off & bpf_htons(IP_DF);
@@ -334,10 +366,9 @@ static __always_inline int encap_ipip(struct xdp_md *ctx, struct pkt *p, const s
 }
 
 static __always_inline int encap_ip6ip6(struct xdp_md *ctx, struct pkt *p, const struct backend_info *b,
-					__u32 egress, __u32 hash)
+					const struct lb_settings *cfg, __u32 egress, __u32 hash)
 {
-	__u32 zero = 0, mtu = egress_mtu(egress);
-	struct lb_settings *cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	__u32 mtu = egress_mtu(egress);
 	struct ipv6hdr *in = p->ip6, *out;
 	__u16 l2_len = p->l2_len;
 	__u32 inner_len = sizeof(*in) + bpf_ntohs(in->payload_len);
@@ -369,10 +400,11 @@ static __always_inline int encap_ip6ip6(struct xdp_md *ctx, struct pkt *p, const
 static __always_inline int lb_stage(struct xdp_md *ctx, struct pkt *p)
 {
 	struct flow_key fk = {};
+	struct lb_settings *cfg;
 	struct svc_info *svc;
 	struct backend_info *b;
 	int new_flow = 0, record = 1, ret;
-	__u32 hash, bid, egress;
+	__u32 zero = 0, hash, bid = NO_BACKEND, egress;
 
 	if (!p->ip4 && !p->ip6)
 		return CONTINUE;
@@ -386,15 +418,17 @@ static __always_inline int lb_stage(struct xdp_md *ctx, struct pkt *p)
 			return ret;
 		if (error_flow(p, &fk))
 			return CONTINUE;
+		/* An error quotes a flow to a VIP: the filter again, for its VIP. */
+		if (!vip_maybe(key_fold(&fk)))
+			return CONTINUE;
 		record = 0; /* an error never starts a flow */
 	}
 	svc = find_service(&fk);
 	if (!svc)
 		return CONTINUE;
-	hash = flow_hash(&fk, svc->hash);
-	bid = pick_backend(&fk, svc, hash, record, &new_flow);
-	b = bpf_map_lookup_elem(&lb_backends, &bid);
-	if (bid == NO_BACKEND || !b || !b->family)
+	cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	b = pick_backend(&fk, svc, cfg, record, &new_flow, &bid);
+	if (!b)
 		return drop(ctx, DROP_LB_NO_BACKEND);
 	if (!record)
 		FLOW_STATS(icmp_routed);
@@ -405,9 +439,12 @@ static __always_inline int lb_stage(struct xdp_md *ctx, struct pkt *p)
 			return drop(ctx, DROP_LB_ENCAP);
 		return send_to(ctx, egress);
 	}
+	/* The tunnel's source (and IPv6 flow label) carry the flow hash, so
+	 * the backends' RSS spreads the flows; only the tunnel needs it. */
+	hash = flow_hash(&fk, svc->hash);
 	if (p->ip4)
-		return encap_ipip(ctx, p, b, egress, hash);
-	return encap_ip6ip6(ctx, p, b, egress, hash);
+		return encap_ipip(ctx, p, b, cfg, egress, hash);
+	return encap_ip6ip6(ctx, p, b, cfg, egress, hash);
 }
 
 #endif /* SLUICE_LB_H */

@@ -152,7 +152,7 @@ struct flow_key {
 
 /* Where a flow goes. Mirrored in Go by bpf.XDPFlowState. */
 struct flow_state {
-	__u64 seen_ns; /* last packet, bpf_ktime_get_ns(); refreshed at most once a second */
+	__u64 seen_ns; /* last packet, CLOCK_MONOTONIC (coarse for TCP); refreshed at most once a second */
 	__u32 backend;
 	__u32 pad;
 };
