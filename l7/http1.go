@@ -655,6 +655,9 @@ func (h *h1conn) clientGone() bool {
 	case probeRead:
 		// A record that arrived is decoded: close_notify reads as EOF,
 		// a pipelined request stays in the buffer.
+		if h.held >= h.br.Size() {
+			return false // a held body fills the buffer: no room to look
+		}
 		h.setReadDeadline(time.Now().Add(time.Millisecond))
 		_, err := h.br.Peek(h.held + 1)
 		var ne net.Error
