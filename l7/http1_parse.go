@@ -1,0 +1,404 @@
+package l7
+
+// The HTTP/1.1 loop's parsers: request and answer heads read in place (every
+// field a substring of the head's one string), chunk sizes, and the header
+// helpers. They accept only what net/http would read the same way (see
+// http1_fuzz_test.go); the loop leaves anything else to net/http.
+
+import (
+	"bufio"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// readHead returns the length of the head (through its empty line) at the
+// start of br's buffer, reading more as needed; fill is called before each
+// read that may block. A line ending in a bare LF is errHandOver: net/http
+// accepts it leniently, this loop does not parse it.
+func readHead(br *bufio.Reader, fill func(int) error) (int, error) {
+	scanned := 0
+	for {
+		buf, _ := br.Peek(br.Buffered())
+		for i := scanned; i < len(buf); i++ {
+			if buf[i] != '\n' {
+				continue
+			}
+			if i == 0 || buf[i-1] != '\r' {
+				return 0, errHandOver
+			}
+			if i >= 3 && buf[i-2] == '\n' && buf[i-3] == '\r' {
+				return i + 1, nil
+			}
+		}
+		scanned = len(buf)
+		if len(buf) >= br.Size() {
+			return 0, errHeadTooLarge
+		}
+		if err := fill(len(buf) + 1); err != nil {
+			return 0, err
+		}
+		if _, err := br.Peek(len(buf) + 1); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// h1request is a parsed request head; every string is a substring of head.
+type h1request struct {
+	head                     string
+	method, target, path     string
+	host, userAgent, referer string
+	forwarded                string   // the first Forwarded value
+	xff                      []string // X-Forwarded-For values
+	headers                  []h1field
+	named                    []string // header names listed in Connection
+	close                    bool
+	length                   int64 // of the body (Content-Length); 0 without one
+}
+
+type h1field struct{ name, value string }
+
+// parse parses the n-byte head at the start of br's buffer and reports
+// whether the loop serves the request (see the top of this file).
+func (q *h1request) parse(br *bufio.Reader, n int) bool {
+	buf, _ := br.Peek(n)
+	*q = h1request{headers: q.headers[:0], named: q.named[:0], xff: q.xff[:0], head: string(buf)}
+	line, rest := cutLine(q.head)
+	method, rem, ok := cutByte(line, ' ')
+	if !ok || !isToken(method) {
+		return false
+	}
+	target, proto, ok := cutByte(rem, ' ')
+	if !ok || proto != "HTTP/1.1" || target == "" || target[0] != '/' {
+		return false
+	}
+	q.method, q.target, q.path = method, target, target
+	for i := 0; i < len(target); i++ {
+		switch b := target[i]; {
+		case b <= ' ' || b >= 0x7f || b == '%' || b == '#':
+			return false // net/http decodes and judges these
+		case b == '?' && q.path == target:
+			q.path = target[:i]
+		}
+	}
+	hosts, lengths := 0, 0
+	for rest != "\r\n" {
+		var name, value string
+		if name, value, rest, ok = nextField(rest); !ok {
+			return false
+		}
+		switch {
+		case equalFold(name, "host"):
+			hosts++
+			q.host = value
+		case equalFold(name, "content-length"):
+			v, ok := parseLength(value)
+			if !ok || lengths > 0 {
+				return false // net/http judges repeated and bad lengths
+			}
+			q.length, lengths = v, 1
+		case equalFold(name, "transfer-encoding"), equalFold(name, "upgrade"), equalFold(name, "expect"):
+			return false
+		case equalFold(name, "connection"):
+			var closing bool
+			closing, _, q.named = connectionOptions(value, q.named)
+			q.close = q.close || closing
+			continue
+		case equalFold(name, "x-forwarded-for"):
+			q.xff = append(q.xff, value)
+			continue
+		case equalFold(name, "forwarded"):
+			if q.forwarded == "" {
+				q.forwarded = value
+			}
+			continue
+		case equalFold(name, "x-forwarded-host"), equalFold(name, "x-forwarded-proto"):
+			continue
+		case equalFold(name, "user-agent"):
+			if q.userAgent == "" {
+				q.userAgent = value
+			}
+		case equalFold(name, "referer"):
+			if q.referer == "" {
+				q.referer = value
+			}
+		}
+		if isHopByHop(name) {
+			continue
+		}
+		q.headers = append(q.headers, h1field{name, value})
+	}
+	if hosts != 1 || !httpguts.ValidHostHeader(q.host) {
+		return false
+	}
+	if len(q.named) > 0 {
+		kept := q.headers[:0]
+		for _, f := range q.headers {
+			if !containsFold(q.named, f.name) {
+				kept = append(kept, f)
+			}
+		}
+		q.headers = kept
+	}
+	return true
+}
+
+// h1response is a parsed upstream response head; strings are substrings
+// of head.
+type h1response struct {
+	head     string
+	status   int
+	reason   string
+	headers  []h1field
+	named    []string
+	length   int64 // -1: not given
+	chunked  bool  // Transfer-Encoding: chunked, relayed as it is
+	close    bool  // the upstream closes after this answer
+	noBody   bool  // HEAD, 1xx, 204, 304
+	bodyOpen bool  // neither length nor chunked: the body ends when the upstream closes
+}
+
+func (r *h1response) parse(br *bufio.Reader, n int) error {
+	buf, _ := br.Peek(n)
+	*r = h1response{headers: r.headers[:0], named: r.named[:0], head: string(buf), length: -1}
+	line, rest := cutLine(r.head)
+	proto, rem, ok := cutByte(line, ' ')
+	if !ok || (proto != "HTTP/1.1" && proto != "HTTP/1.0") || len(rem) < 3 {
+		return errBadUpstream
+	}
+	code, err := strconv.Atoi(rem[:3])
+	if err != nil || code < 100 || code > 999 || (len(rem) > 3 && rem[3] != ' ') {
+		return errBadUpstream
+	}
+	r.status, r.close = code, proto == "HTTP/1.0"
+	if len(rem) > 4 {
+		r.reason = rem[4:]
+	}
+	for rest != "\r\n" {
+		var name, value string
+		if name, value, rest, ok = nextField(rest); !ok {
+			return errBadUpstream
+		}
+		switch {
+		case equalFold(name, "content-length"):
+			v, ok := parseLength(value)
+			if !ok || (r.length >= 0 && r.length != v) {
+				return errBadUpstream
+			}
+			r.length = v
+		case equalFold(name, "transfer-encoding"):
+			if !equalFold(value, "chunked") || r.chunked {
+				return errBadUpstream // as net/http: chunked is the one coding proxies relay
+			}
+			r.chunked = true
+			continue
+		case equalFold(name, "connection"):
+			var closing, keepAlive bool
+			closing, keepAlive, r.named = connectionOptions(value, r.named)
+			if keepAlive && !closing && proto == "HTTP/1.0" {
+				r.close = false
+			}
+			r.close = r.close || closing
+			continue
+		}
+		if isHopByHop(name) && !equalFold(name, "trailer") { // the trailers are relayed with the chunks
+			continue
+		}
+		r.headers = append(r.headers, h1field{name, value})
+	}
+	r.noBody = code < 200 || code == 204 || code == 304
+	if r.chunked {
+		r.length = -1 // the chunks frame the body, not Content-Length
+	}
+	r.bodyOpen = !r.noBody && !r.chunked && r.length < 0
+	if r.bodyOpen {
+		r.close = true
+	}
+	return nil
+}
+
+// framed reports whether the client can tell where this answer ends
+// without the connection closing.
+func (r *h1response) framed(method string) bool {
+	return method == "HEAD" || r.noBody || !r.bodyOpen
+}
+
+// chunkSize parses a chunk-size line ("1a;ext=v\r\n").
+func chunkSize(line []byte) (int64, bool) {
+	var n int64
+	digits := 0
+	for _, b := range line[:len(line)-2] {
+		var v byte
+		switch {
+		case '0' <= b && b <= '9':
+			v = b - '0'
+		case 'a' <= b && b <= 'f':
+			v = b - 'a' + 10
+		case 'A' <= b && b <= 'F':
+			v = b - 'A' + 10
+		case b == ';' || b == ' ' || b == '\t':
+			return n, digits > 0
+		default:
+			return 0, false
+		}
+		if digits++; digits > 15 {
+			return 0, false
+		}
+		n = n<<4 | int64(v)
+	}
+	return n, digits > 0
+}
+
+// asRequest is the request as the upstream package's KeyFor reads it, built
+// only for hash balancers.
+func (q *h1request) asRequest(remote string) *http.Request {
+	r := &http.Request{Method: q.method, Host: q.host, RequestURI: q.target, RemoteAddr: remote,
+		URL: &url.URL{Path: q.path}, Header: make(http.Header, len(q.headers))}
+	for _, f := range q.headers {
+		r.Header.Add(f.name, f.value)
+	}
+	return r
+}
+
+// cutLine splits s after its first CRLF; the head's lines all have one
+// (readHead made sure).
+func cutLine(s string) (line, rest string) {
+	i := strings.Index(s, "\r\n")
+	return s[:i], s[i+2:]
+}
+
+// connectionOptions reads a Connection value: close, keep-alive, and the
+// other headers it names, appended to named.
+func connectionOptions(value string, named []string) (closing, keepAlive bool, _ []string) {
+	for value != "" {
+		var tok string
+		tok, value, _ = cutByte(value, ',')
+		switch tok = trimOWS(tok); {
+		case equalFold(tok, "close"):
+			closing = true
+		case equalFold(tok, "keep-alive"):
+			keepAlive = true
+		case tok != "":
+			named = append(named, tok)
+		}
+	}
+	return closing, keepAlive, named
+}
+
+// parseLength parses a Content-Length value as net/http does: decimal
+// digits only.
+func parseLength(s string) (int64, bool) {
+	if s == "" || len(s) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(s[i]-'0')
+	}
+	return n, true
+}
+
+// nextField parses the header field on the first line of rest: a token
+// name, a colon, a value without control characters, trimmed.
+func nextField(rest string) (name, value, after string, ok bool) {
+	line, after := cutLine(rest)
+	name, value, ok = cutByte(line, ':')
+	if !ok || !isToken(name) {
+		return "", "", after, false
+	}
+	value = trimOWS(value)
+	return name, value, after, validValue(value)
+}
+
+func cutByte(s string, sep byte) (before, after string, found bool) {
+	if i := strings.IndexByte(s, sep); i >= 0 {
+		return s[:i], s[i+1:], true
+	}
+	return s, "", false
+}
+
+func trimOWS(s string) string {
+	for s != "" && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for s != "" && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// isToken reports whether s is an RFC 9110 token (a method, a header name).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !httpguts.IsTokenRune(rune(s[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+// validValue rejects control characters but horizontal tab.
+func validValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; (b < ' ' && b != '\t') || b == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// equalFold is ASCII case-insensitive equality, lower being lower case.
+func equalFold(s, lower string) bool {
+	if len(s) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if b != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func containsFold(names []string, name string) bool {
+	for _, n := range names {
+		if strings.EqualFold(n, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func isHopByHop(name string) bool {
+	switch len(name) {
+	case 2:
+		return equalFold(name, "te")
+	case 7:
+		return equalFold(name, "trailer") || equalFold(name, "upgrade")
+	case 10:
+		return equalFold(name, "keep-alive") || equalFold(name, "connection")
+	case 16:
+		return equalFold(name, "proxy-connection")
+	case 17:
+		return equalFold(name, "transfer-encoding")
+	case 18:
+		return equalFold(name, "proxy-authenticate")
+	case 19:
+		return equalFold(name, "proxy-authorization")
+	}
+	return false
+}
