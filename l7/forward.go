@@ -60,9 +60,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		locName = rt.name
 		rt.stats.ConnOpen()
 		x.route = rt
-		if !p.forwardFast(cw, r, x) {
-			p.rp.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
-		}
+		p.rp.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x)))
 		rt.stats.ConnClose()
 	}
 	status := cw.status
@@ -207,12 +205,8 @@ func (p *Proxy) attempt(req *http.Request, x *exchange, tr *upstreamTransport, s
 	if rt.connectTimeout > 0 {
 		ctx = context.WithValue(ctx, connectTimeoutKey{}, rt.connectTimeout)
 	}
-	readTimeout := rt.readTimeout
-	if readTimeout <= 0 {
-		readTimeout = tr.readTimeout
-	}
 	var timedOut atomic.Bool
-	timer := time.AfterFunc(readTimeout, func() { timedOut.Store(true); cancel() })
+	timer := time.AfterFunc(rt.readTimeout, func() { timedOut.Store(true); cancel() })
 	start := time.Now()
 	// A shallow copy with its own URL: ReverseProxy already gave this
 	// request its own headers, and the transport changes neither.

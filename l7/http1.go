@@ -209,12 +209,13 @@ func (p *Proxy) serveHTTP1(c net.Conn, o h1opts) {
 			return
 		}
 		if err == nil && h.req.parse(h.br, n) {
-			if rt := ep.vserverFor(h.req.host).routeFor(h.req.path); rt == nil || (rt.pool != nil && rt.tr.fast != nil) {
+			vs := ep.vserverFor(h.req.host)
+			if rt := vs.routeFor(h.req.path); rt == nil || (rt.pool != nil && rt.tr.fast != nil) {
 				_, _ = h.br.Discard(n)
 				if p.shuttingDown.Load() {
 					h.req.close = true // the answer says so, as net/http's do during Shutdown
 				}
-				if !h.serve(ep, rt) {
+				if !h.serve(vs, rt) {
 					return
 				}
 				h.busy.Store(false)
@@ -259,12 +260,11 @@ type h1result struct {
 	keep         bool // the client connection may serve another request
 }
 
-// serve answers the parsed request on route rt (nil: no location) and
+// serve answers the parsed request on route rt of vs (nil: no location) and
 // reports whether the connection stays open.
-func (h *h1conn) serve(ep *endpoint, rt *route) bool {
+func (h *h1conn) serve(vs *vserver, rt *route) bool {
 	start := time.Now()
 	q := &h.req
-	vs := ep.vserverFor(q.host)
 	vs.stats.ConnOpen()
 	var res h1result
 	if rt == nil {
@@ -300,7 +300,7 @@ func (h *h1conn) serve(ep *endpoint, rt *route) bool {
 }
 
 // forward sends the request to the route's upstream, trying the next server
-// while that is safe (the rules of forwardFast), and answers the client.
+// while that is safe (route.tryServers), and answers the client.
 func (h *h1conn) forward(rt *route) h1result {
 	q := &h.req
 	key := ""
@@ -337,9 +337,6 @@ func (h *h1conn) attempt(rt *route, srv *upstream.Server, res *h1result) (bool, 
 	ss.ConnOpen()
 	defer func() { srv.Release(); ss.ConnClose() }()
 	readTimeout := rt.readTimeout
-	if readTimeout <= 0 {
-		readTimeout = rt.tr.readTimeout
-	}
 	start := time.Now()
 	pc, err := h.exchangeHead(rt, addr, readTimeout)
 	took := time.Since(start)

@@ -262,15 +262,27 @@ func (p *Proxy) dispatch(c net.Conn) {
 	}
 }
 
-// serveTLS completes a TLS handshake and serves the connection over the
-// protocol ALPN picked: HTTP/2 through net/http, else the HTTP/1.1 loop.
-func (p *Proxy) serveTLS(c *tls.Conn) {
+// handshake completes c's TLS or TLCP handshake within the header timeout,
+// or closes c.
+func (p *Proxy) handshake(c interface {
+	net.Conn
+	Handshake() error
+}) bool {
 	_ = c.SetDeadline(time.Now().Add(time.Duration(p.limits.ReadHeaderTimeout)))
 	if err := c.Handshake(); err != nil {
 		c.Close()
-		return
+		return false
 	}
 	_ = c.SetDeadline(time.Time{})
+	return true
+}
+
+// serveTLS completes a TLS handshake and serves the connection over the
+// protocol ALPN picked: HTTP/2 through net/http, else the HTTP/1.1 loop.
+func (p *Proxy) serveTLS(c *tls.Conn) {
+	if !p.handshake(c) {
+		return
+	}
 	st := c.ConnectionState()
 	if st.NegotiatedProtocol == "h2" {
 		p.secure.push(c)
@@ -283,12 +295,9 @@ func (p *Proxy) serveTLS(c *tls.Conn) {
 // protocol ALPN picked: HTTP/2 through x/net's server (net/http speaks
 // HTTP/2 only over crypto/tls connections), else HTTP/1.1.
 func (p *Proxy) serveTLCP(c *tlcp.Conn) {
-	_ = c.SetDeadline(time.Now().Add(time.Duration(p.limits.ReadHeaderTimeout)))
-	if err := c.Handshake(); err != nil {
-		c.Close()
+	if !p.handshake(c) {
 		return
 	}
-	_ = c.SetDeadline(time.Time{})
 	if c.ConnectionState().NegotiatedProtocol != "h2" {
 		p.serveHTTP1(c, h1opts{scheme: "https", tls: "TLCP", probe: probeNone, handOver: p.gm})
 		return

@@ -54,7 +54,7 @@ type route struct {
 	stats          *stats.Counters
 	tries          int
 	connectTimeout time.Duration
-	readTimeout    time.Duration
+	readTimeout    time.Duration // the location's, else the upstream's
 	retryAny       bool
 }
 
@@ -94,6 +94,9 @@ func compile(cfg *Config, pools map[string]*upstream.Pool, trs map[string]*upstr
 				connectTimeout: time.Duration(l.ConnectTimeout), readTimeout: time.Duration(l.ReadTimeout)}
 			if r.tries == 0 {
 				r.tries = defaultTries
+			}
+			if r.readTimeout <= 0 && r.tr != nil {
+				r.readTimeout = r.tr.readTimeout // the upstream's
 			}
 			switch l.Match {
 			case MatchExact:

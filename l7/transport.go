@@ -24,7 +24,7 @@ type upstreamTransport struct {
 	scheme      string
 	readTimeout time.Duration
 	h1, h2      *http.Transport
-	fast        *connPool // plain-HTTP upstreams: the fast path's connections
+	fast        *connPool // plain-HTTP upstreams: the HTTP/1.1 loop's connections
 	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 

@@ -1,0 +1,114 @@
+package l7
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Plain-HTTP upstreams: the HTTP/1.1 loop (http1.go) forwards over keep-alive
+// connections of its own, kept per server address; ReverseProxy, for what
+// net/http serves, has http.Transport's.
+
+// pooledConn is one idle keep-alive connection to an upstream server.
+type pooledConn struct {
+	net.Conn
+	br    *bufio.Reader
+	bw    *bufio.Writer
+	since time.Time
+}
+
+// connPool keeps idle connections per server address, at most max each,
+// none older than idle. It is safe for concurrent use.
+type connPool struct {
+	mu     sync.Mutex
+	conns  map[string][]*pooledConn
+	max    int
+	idle   time.Duration
+	closed bool
+}
+
+func newConnPool(max int, idle time.Duration) *connPool {
+	return &connPool{conns: map[string][]*pooledConn{}, max: max, idle: idle}
+}
+
+// get returns the most recently used idle connection to addr, or nil.
+func (cp *connPool) get(addr string) *pooledConn {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	s := cp.conns[addr]
+	for len(s) > 0 {
+		pc := s[len(s)-1]
+		s = s[:len(s)-1]
+		if time.Since(pc.since) < cp.idle {
+			cp.conns[addr] = s
+			return pc
+		}
+		pc.Close()
+	}
+	cp.conns[addr] = s
+	return nil
+}
+
+// put keeps pc for the next request to addr, or closes it when the pool is
+// full or closed.
+func (cp *connPool) put(addr string, pc *pooledConn) {
+	pc.since = time.Now()
+	cp.mu.Lock()
+	if !cp.closed && len(cp.conns[addr]) < cp.max {
+		cp.conns[addr] = append(cp.conns[addr], pc)
+		cp.mu.Unlock()
+		return
+	}
+	cp.mu.Unlock()
+	pc.Close()
+}
+
+// close closes every idle connection; connections given back later are closed.
+func (cp *connPool) close() {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.closed = true
+	for addr, s := range cp.conns {
+		for _, pc := range s {
+			pc.Close()
+		}
+		delete(cp.conns, addr)
+	}
+}
+
+// upstreamConn returns an idle keep-alive connection to addr from the
+// route's upstream (reused), or a new one dialled within the route's connect
+// timeout.
+func (rt *route) upstreamConn(ctx context.Context, addr string) (pc *pooledConn, reused bool, err error) {
+	if pc := rt.tr.fast.get(addr); pc != nil {
+		return pc, true, nil
+	}
+	if rt.connectTimeout > 0 {
+		ctx = context.WithValue(ctx, connectTimeoutKey{}, rt.connectTimeout)
+	}
+	c, err := rt.tr.dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, false, err
+	}
+	return &pooledConn{Conn: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 8<<10)}, false, nil
+}
+
+// forwardedValue is the Forwarded header: the client's element appended to
+// the prior value.
+func forwardedValue(prior, host, client, scheme string) string {
+	if strings.Contains(client, ":") {
+		client = `"[` + client + `]"`
+	}
+	fwd := "for=" + client + ";proto=" + scheme
+	if host != "" {
+		fwd += `;host="` + host + `"`
+	}
+	if prior != "" {
+		fwd = prior + ", " + fwd
+	}
+	return fwd
+}
