@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -77,6 +78,13 @@ type h1conn struct {
 	req    h1request
 	resp   h1response
 	busy   atomic.Bool // a request is being served
+	in     clientReader
+
+	// The request being read or served: the first on the connection, its
+	// deadlines set (waiting) and the header one among them, its route.
+	first, waiting, headerDeadline bool
+	vs                             *vserver
+	rt                             *route
 
 	readDeadline time.Time // the client connection's, as last set
 
@@ -153,8 +161,12 @@ const (
 func (p *Proxy) serveHTTP1(c net.Conn, o h1opts) {
 	client, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 	h := &h1conn{p: p, c: c, h1opts: o, local: localAddrPort(c.LocalAddr()), remote: c.RemoteAddr().String(), client: client}
+	h.in.c = c
+	if tc, ok := c.(*net.TCPConn); ok {
+		h.in.rc, _ = tc.SyscallConn()
+	}
 	h.br = h1Readers.Get().(*bufio.Reader)
-	h.br.Reset(c)
+	h.br.Reset(&h.in)
 	h.bw = h1Writers.Get().(*bufio.Writer)
 	h.bw.Reset(c)
 	p.h1.add(h)
@@ -173,60 +185,187 @@ func (p *Proxy) serveHTTP1(c net.Conn, o h1opts) {
 			h1Readers.Put(h.br)
 		}
 	}()
+	h.first = true
+	for {
+		var step h1step
+		if h.in.rc != nil {
+			step = h.serveRaw()
+		} else {
+			step = h.nextRequest()
+		}
+		switch step {
+		case stepServe:
+			if !h.serve(h.vs, h.rt) {
+				return
+			}
+			h.endRequest()
+		case stepHandOver:
+			// net/http takes the connection with what is left in the buffer.
+			_ = c.SetDeadline(time.Time{})
+			handedOver = true
+			o.handOver.push(&bufferedConn{Conn: c, br: h.br})
+			return
+		default:
+			return
+		}
+	}
+}
+
+// h1step is what became of the wait for the next request.
+type h1step int
+
+const (
+	stepServe    h1step = iota // h.req is parsed and routed to h.vs, h.rt; its head consumed
+	stepBlocked                // (raw reads) the socket has nothing more yet: wait for it
+	stepClose                  // timed out, the client closed, or the service is gone
+	stepHandOver               // net/http takes the connection
+)
+
+// nextRequest reads the next request head, parses and routes it. Reading
+// raw (serveRaw), it may stop at stepBlocked and be called again once the
+// socket is readable: it then starts over with what the buffer holds, its
+// deadlines set once per request.
+func (h *h1conn) nextRequest() h1step {
+	p := h.p
 	headerTimeout, idleTimeout := time.Duration(p.limits.ReadHeaderTimeout), time.Duration(p.limits.IdleTimeout)
-	for first := true; ; first = false {
+	if !h.waiting {
 		// Deadlines cost a timer update each: the idle one is moved only
 		// when it has drifted by a second, the header one set only when a
 		// head did not arrive whole.
+		h.waiting, h.headerDeadline = true, h.first
 		now := time.Now()
 		switch {
-		case first:
+		case h.first:
 			h.setReadDeadline(now.Add(headerTimeout))
 		case h.readDeadline.Sub(now) < idleTimeout-time.Second:
 			h.setReadDeadline(now.Add(idleTimeout))
 		}
-		if _, err := h.br.Peek(1); err != nil {
-			return
+	}
+	if h.br.Buffered() == 0 && h.in.drained {
+		return stepBlocked // a read now would find nothing: see clientReader
+	}
+	if _, err := h.br.Peek(1); err != nil {
+		return h.readFailed(err)
+	}
+	h.busy.Store(true) // from its first byte on, a request is in flight, as for net/http
+	n, err := readHead(h.br, func(int) error {
+		if !h.headerDeadline {
+			h.setReadDeadline(time.Now().Add(headerTimeout))
+			h.headerDeadline = true
 		}
-		h.busy.Store(true) // from its first byte on, a request is in flight, as for net/http
-		headerDeadline := first
-		n, err := readHead(h.br, func(int) error {
-			if !headerDeadline {
-				h.setReadDeadline(time.Now().Add(headerTimeout))
-				headerDeadline = true
+		return nil
+	})
+	if err != nil && !errors.Is(err, errHandOver) && !errors.Is(err, errHeadTooLarge) {
+		return h.readFailed(err)
+	}
+	ep := p.current().endpoints[h.local]
+	if ep == nil {
+		if err == nil {
+			h.writeError(http.StatusMisdirectedRequest, "no service here", true) // steered here, but the service is gone
+			_ = h.bw.Flush()
+		}
+		return stepClose
+	}
+	if err == nil && h.req.parse(h.br, n) {
+		vs := ep.vserverFor(h.req.host)
+		if rt := vs.routeFor(h.req.path); rt == nil || (rt.pool != nil && rt.tr.fast != nil) {
+			_, _ = h.br.Discard(n)
+			if p.shuttingDown.Load() {
+				h.req.close = true // the answer says so, as net/http's do during Shutdown
 			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, errHandOver) && !errors.Is(err, errHeadTooLarge) {
-			return // timed out, or the client closed
+			h.vs, h.rt = vs, rt
+			return stepServe
 		}
-		ep := p.current().endpoints[h.local]
-		if ep == nil {
-			if err == nil {
-				h.writeError(http.StatusMisdirectedRequest, "no service here", true) // steered here, but the service is gone
-				_ = h.bw.Flush()
-			}
-			return
-		}
-		if err == nil && h.req.parse(h.br, n) {
-			vs := ep.vserverFor(h.req.host)
-			if rt := vs.routeFor(h.req.path); rt == nil || (rt.pool != nil && rt.tr.fast != nil) {
-				_, _ = h.br.Discard(n)
-				if p.shuttingDown.Load() {
-					h.req.close = true // the answer says so, as net/http's do during Shutdown
+	}
+	return stepHandOver
+}
+
+func (h *h1conn) readFailed(err error) h1step {
+	if errors.Is(err, errWouldBlock) {
+		return stepBlocked
+	}
+	return stepClose
+}
+
+// endRequest readies the connection for the next request.
+func (h *h1conn) endRequest() {
+	h.busy.Store(false)
+	h.first, h.waiting = false, false
+	h.vs, h.rt = nil, nil
+}
+
+// serveRaw serves requests from inside one RawConn.Read of the client
+// socket, the way nginx serves a connection from its event loop: a request
+// is read when the socket is readable, and once its answer is written the
+// connection waits for the next one without a read that would find nothing
+// (EAGAIN), which costs a syscall per request otherwise. Go's poller
+// forgets the readiness it saw when a read starts; inside the one RawConn.Read
+// it forgets nothing, however long the answer took: a request pipelined
+// meanwhile is read at once.
+//
+// It returns at a request whose body is not all in the buffer (stepServe:
+// the body is read while it streams to the upstream, by ordinary reads),
+// at a hand-over, or when the connection ends.
+func (h *h1conn) serveRaw() h1step {
+	out := stepClose
+	err := h.in.rc.Read(func(fd uintptr) bool {
+		// Called first, and again each time the socket became readable.
+		h.in.fd, h.in.raw, h.in.drained = int(fd), true, false
+		defer func() { h.in.raw = false }()
+		for {
+			switch step := h.nextRequest(); {
+			case step == stepBlocked:
+				return false
+			case step == stepServe && h.req.length <= int64(h.br.Buffered()):
+				if !h.serve(h.vs, h.rt) {
+					return true
 				}
-				if !h.serve(vs, rt) {
-					return
-				}
-				h.busy.Store(false)
-				continue
+				h.endRequest()
+			default:
+				out = step
+				return true
 			}
 		}
-		// net/http takes the connection with what is left in the buffer.
-		_ = c.SetDeadline(time.Time{})
-		handedOver = true
-		o.handOver.push(&bufferedConn{Conn: c, br: h.br})
-		return
+	})
+	if err != nil {
+		return stepClose // the read deadline passed, or the connection was closed
+	}
+	return out
+}
+
+// errWouldBlock is a raw read's EAGAIN.
+var errWouldBlock = errors.New("nothing to read yet")
+
+// clientReader reads the client connection for the loop's buffer: through
+// the connection, or, inside serveRaw, with read(2) on its socket, which
+// only serveRaw may do while it holds the socket's read lock.
+type clientReader struct {
+	c       net.Conn
+	rc      syscall.RawConn // a TCP socket's; nil otherwise (TLS)
+	fd      int
+	raw     bool
+	drained bool // the last raw read left the socket empty: the next is for after a wait
+}
+
+func (r *clientReader) Read(p []byte) (int, error) {
+	if !r.raw {
+		return r.c.Read(p)
+	}
+	for {
+		n, err := unix.Read(r.fd, p)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			r.drained = true
+			return 0, errWouldBlock
+		case err != nil:
+			return 0, &net.OpError{Op: "read", Net: "tcp", Source: r.c.LocalAddr(), Addr: r.c.RemoteAddr(), Err: os.NewSyscallError("read", err)}
+		case n == 0:
+			return 0, io.EOF
+		}
+		r.drained = n < len(p)
+		return n, nil
 	}
 }
 
@@ -379,14 +518,19 @@ func (h *h1conn) exchangeHead(rt *route, addr string, readTimeout time.Duration)
 		// The wait's deadline is the sooner of the read timeout and the
 		// first client probe; awaitUpstream moves it on. (Writes have the
 		// upstream's write timeout: writeTimeoutConn.)
-		deadline := time.Now().Add(readTimeout)
-		_ = pc.SetReadDeadline(sooner(deadline, time.Now().Add(clientProbe)))
+		now := time.Now()
+		deadline := now.Add(readTimeout)
+		_ = pc.SetReadDeadline(sooner(deadline, now.Add(clientProbe)))
 		h.writeUpstreamRequest(pc.bw)
 		if h.req.length > 0 {
 			err = h.sendBody(pc)
 		}
-		if err == nil {
+		switch {
+		case err != nil:
+		case h.bodyStreamed: // its server may have answered before the end
 			err = pc.bw.Flush()
+		default:
+			err = pc.flushAwaiting()
 		}
 		for err == nil {
 			var n int

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicelb/sluice/l7/upstream"
 )
 
 // rawClient speaks HTTP/1.x over one connection to tp, byte for byte.
@@ -459,5 +461,77 @@ func TestHTTP1OverTLSIsServedByTheLoopAndHandedOverLikePlain(t *testing.T) {
 	case <-gone:
 	case <-time.After(3 * time.Second):
 		t.Fatal("the upstream request went on after the TLS client left")
+	}
+}
+
+// A plain connection is served from inside one raw read of its socket
+// (serveRaw): what arrives while a request is out at its upstream must be
+// read as soon as that request is answered, not at the next timeout.
+func TestARequestPipelinedWhileTheFirstIsOutIsAnsweredAtOnce(t *testing.T) {
+	tp, _ := rawProxy(t, func(head string) string {
+		path := strings.Fields(head)[1]
+		if path == "/slow" {
+			time.Sleep(200 * time.Millisecond)
+		}
+		return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(path), path)
+	})
+	for i := range 3 {
+		rc := dialRaw(t, tp) // 5 s deadline, against an idle timeout of 75 s
+		rc.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+		time.Sleep(50 * time.Millisecond) // the first is at its upstream
+		rc.send("GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
+		for _, want := range []string{"/slow", "/fast"} {
+			if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != want {
+				t.Fatalf("round %d: got %d %q, want %q", i, resp.StatusCode, body, want)
+			}
+		}
+	}
+}
+
+func TestHeadsAndBodiesArrivingInPiecesAreServed(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s", r.URL.Path, body)
+	}))
+	t.Cleanup(b.Close)
+	tp.apply(t, oneLocation(tp, b))
+	rc := dialRaw(t, tp)
+	for round := range 3 {
+		for _, piece := range []string{"PO", "ST /p HTTP/1.1\r\nHo", "st: a\r\nContent-Length: 5\r\n", "\r\nab", "cde"} {
+			rc.send(piece)
+			time.Sleep(20 * time.Millisecond)
+		}
+		if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != "/p abcde" {
+			t.Fatalf("round %d: got %d %q", round, resp.StatusCode, body)
+		}
+	}
+}
+
+// The header timeout runs from a request's first byte: a client that
+// sends its head a byte at a time is cut off when it passes, however often
+// its bytes wake the loop.
+func TestAHeadSentAByteAtATimeIsCutOffAtTheHeaderTimeout(t *testing.T) {
+	tp := newTestProxy(t, Limits{ReadHeaderTimeout: upstream.Duration(300 * time.Millisecond)})
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	t.Cleanup(b.Close)
+	tp.apply(t, oneLocation(tp, b))
+	rc := dialRaw(t, tp)
+	rc.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n") // a first request: the next head has the header timeout only once it starts
+	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	start := time.Now()
+	for i := 0; i < 40; i++ { // 4 s of bytes, never a whole head
+		if _, err := rc.c.Write([]byte("G")); err != nil {
+			break // cut off
+		}
+		time.Sleep(100 * time.Millisecond)
+		if i == 39 {
+			t.Fatalf("still open after %v of a head a byte at a time (header timeout 300ms)", time.Since(start))
+		}
+	}
+	if !rc.closed() {
+		t.Fatal("the connection is open")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -18,7 +19,46 @@ type pooledConn struct {
 	net.Conn
 	br    *bufio.Reader
 	bw    *bufio.Writer
+	rc    syscall.RawConn // the socket's; nil when c is not one
 	since time.Time
+}
+
+func newPooledConn(c net.Conn) *pooledConn {
+	pc := &pooledConn{Conn: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 8<<10)}
+	if w, ok := c.(*writeTimeoutConn); ok {
+		c = w.Conn
+	}
+	if sc, ok := c.(syscall.Conn); ok {
+		pc.rc, _ = sc.SyscallConn()
+	}
+	return pc
+}
+
+// flushAwaiting writes what bw holds, the end of a request, and waits until
+// the answer can be read or the read deadline passes (the read that follows
+// tells which), so that reading the answer is one read.
+//
+// A read right after the request would almost always find nothing (EAGAIN)
+// and only then wait: a syscall per request for nothing, which nginx does
+// not pay (it reads when epoll says so). Go's poller forgets the readiness
+// it saw before each wait starts, so the request is written from inside
+// the wait (RawConn.Read calls its function once before waiting): whatever
+// the server sends after the request, the answer or a reset, is seen.
+func (pc *pooledConn) flushAwaiting() error {
+	if pc.rc == nil || pc.br.Buffered() > 0 {
+		return pc.bw.Flush()
+	}
+	var err error
+	first := true
+	_ = pc.rc.Read(func(uintptr) bool {
+		if first {
+			first = false
+			err = pc.bw.Flush()
+			return err != nil
+		}
+		return true
+	})
+	return err
 }
 
 // connPool keeps idle connections per server address, at most max each,
@@ -94,7 +134,7 @@ func (rt *route) upstreamConn(ctx context.Context, addr string) (pc *pooledConn,
 	if err != nil {
 		return nil, false, err
 	}
-	return &pooledConn{Conn: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 8<<10)}, false, nil
+	return newPooledConn(c), false, nil
 }
 
 // forwardedValue is the Forwarded header: the client's element appended to
