@@ -187,14 +187,35 @@ func clientTLCP(uc upstream.Config) (*tlcp.Config, error) {
 // complete within the upstream's write timeout: a server that stops
 // reading fails the request instead of holding it (nginx's
 // proxy_send_timeout, the time between two writes).
+//
+// Moving a deadline costs a timer update, so it moves only once it has
+// drifted by a tenth of the timeout (at most a second): a write may time
+// out that much early, never late. One writer at a time, as for any
+// connection's writes.
 type writeTimeoutConn struct {
 	net.Conn
-	timeout time.Duration
+	timeout  time.Duration
+	deadline time.Time
 }
 
 func (c *writeTimeoutConn) Write(b []byte) (int, error) {
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	now := time.Now()
+	if c.deadline.Sub(now) < c.timeout-min(c.timeout/10, time.Second) {
+		c.deadline = now.Add(c.timeout)
+		_ = c.Conn.SetWriteDeadline(c.deadline)
+	}
 	return c.Conn.Write(b)
+}
+
+// SetDeadline and SetWriteDeadline set what the next Write replaces.
+func (c *writeTimeoutConn) SetDeadline(t time.Time) error {
+	c.deadline = time.Time{}
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *writeTimeoutConn) SetWriteDeadline(t time.Time) error {
+	c.deadline = time.Time{}
+	return c.Conn.SetWriteDeadline(t)
 }
 
 // pick chooses the connection kind for one request: HTTP/2 when the client
