@@ -21,6 +21,7 @@ import (
 	"github.com/sluicelb/sluice/bpf"
 	"github.com/sluicelb/sluice/l4"
 	"github.com/sluicelb/sluice/maps"
+	testlab "github.com/sluicelb/sluice/test/lab"
 )
 
 // The L4 forwarding lab: the generator's namespace (the clients) is linked
@@ -169,7 +170,7 @@ func runL4() error {
 
 func macOf(ns, ifname string) (net.HardwareAddr, error) {
 	var mac net.HardwareAddr
-	err := inNS(ns, func() error {
+	err := testlab.InNS(ns, func() error {
 		i, err := net.InterfaceByName(ifname)
 		if err == nil {
 			mac = i.HardwareAddr
@@ -181,7 +182,7 @@ func macOf(ns, ifname string) (net.HardwareAddr, error) {
 
 func ifindexOf(ns, ifname string) (int, error) {
 	var idx int
-	err := inNS(ns, func() error {
+	err := testlab.InNS(ns, func() error {
 		i, err := net.InterfaceByName(ifname)
 		if err == nil {
 			idx = i.Index
@@ -344,7 +345,7 @@ func (l l4lab) attachCounter() (*counter, error) {
 		return nil, fmt.Errorf("load the counting program: %w", err)
 	}
 	var lk link.Link
-	err = inNS(l.be, func() error {
+	err = testlab.InNS(l.be, func() error {
 		i, err := net.InterfaceByName(l.beB)
 		if err != nil {
 			return err
@@ -399,7 +400,7 @@ func (l l4lab) sluiceService(svc l4.Service, beMAC net.HardwareAddr) (func(), *e
 		return fail(err)
 	}
 	// The devmap resolves an ifindex in the caller's namespace.
-	if err := inNS(l.lb, func() error { return lb.SetIface(outIdx, outMAC, 1500) }); err != nil {
+	if err := testlab.InNS(l.lb, func() error { return lb.SetIface(outIdx, outMAC, 1500) }); err != nil {
 		return fail(err)
 	}
 	for i := range *backends {
@@ -413,7 +414,7 @@ func (l l4lab) sluiceService(svc l4.Service, beMAC net.HardwareAddr) (func(), *e
 		return fail(err)
 	}
 	var lk link.Link
-	err = inNS(l.lb, func() error {
+	err = testlab.InNS(l.lb, func() error {
 		lk, err = link.AttachXDP(link.XDPOptions{Program: objs.SluiceXdp, Interface: inIdx, Flags: link.XDPDriverMode})
 		return err
 	})
@@ -459,7 +460,7 @@ func (l l4lab) redirectOnly() (func(), error) {
 		return nil, err
 	}
 	var lk link.Link
-	err = inNS(l.lb, func() error {
+	err = testlab.InNS(l.lb, func() error {
 		i, err := net.InterfaceByName(l.lbA)
 		if err != nil {
 			return err

@@ -36,12 +36,12 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/sluicelb/sluice/bpf"
 	"github.com/sluicelb/sluice/bpf/bench"
 	"github.com/sluicelb/sluice/maps"
+	testlab "github.com/sluicelb/sluice/test/lab"
 )
 
 const bpfFTestXDPLiveFrames = 1 << 1
@@ -156,32 +156,11 @@ func readList(path string) ([]netip.Prefix, error) {
 	return out, sc.Err()
 }
 
-// inNS runs fn on a thread inside the named network namespace.
-func inNS(name string, fn func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	ns, err := netns.GetFromName(name)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	if err := netns.Set(ns); err != nil {
-		return err
-	}
-	defer netns.Set(orig)
-	return fn()
-}
-
 // frame builds a UDP frame from 10.98.0.1 to the receiver's MAC and address.
 func (l lab) frame() ([]byte, int, error) {
 	var rxMAC, genMAC net.HardwareAddr
 	var genIdx int
-	if err := inNS(l.rx, func() error {
+	if err := testlab.InNS(l.rx, func() error {
 		i, err := net.InterfaceByName(l.rxIf)
 		if err == nil {
 			rxMAC = i.HardwareAddr
@@ -190,7 +169,7 @@ func (l lab) frame() ([]byte, int, error) {
 	}); err != nil {
 		return nil, 0, err
 	}
-	if err := inNS(l.gen, func() error {
+	if err := testlab.InNS(l.gen, func() error {
 		i, err := net.InterfaceByName(l.genIf)
 		if err == nil {
 			genMAC, genIdx = i.HardwareAddr, i.Index
@@ -281,7 +260,7 @@ func (l lab) measureWith(gen *ebpf.Program, frame []byte, genIdx int, count func
 		return 0, err
 	}
 	var elapsed time.Duration
-	err = inNS(l.gen, func() error {
+	err = testlab.InNS(l.gen, func() error {
 		var orig, one unix.CPUSet
 		if err := unix.SchedGetaffinity(0, &orig); err != nil {
 			return err
@@ -338,7 +317,7 @@ func (l lab) sluice(entries []netip.Prefix) (func() (uint64, error), func(), err
 	}
 	var lk link.Link
 	var idx int
-	err = inNS(l.rx, func() error {
+	err = testlab.InNS(l.rx, func() error {
 		i, err := net.InterfaceByName(l.rxIf)
 		if err != nil {
 			return err

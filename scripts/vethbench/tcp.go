@@ -25,6 +25,7 @@ import (
 
 	"github.com/sluicelb/sluice/bpf"
 	"github.com/sluicelb/sluice/l4"
+	testlab "github.com/sluicelb/sluice/test/lab"
 )
 
 // The TCP comparison with HAProxy. A packet generator cannot drive a TCP
@@ -92,7 +93,7 @@ func (l l4lab) tcpLab() (func(), error) {
 		return nil, err
 	}
 	var lk link.Link
-	err := inNS(l.be, func() error {
+	err := testlab.InNS(l.be, func() error {
 		i, err := net.InterfaceByName(l.beB)
 		if err != nil {
 			return err
@@ -111,7 +112,7 @@ func (l l4lab) tcpLab() (func(), error) {
 // reads 16 bytes, answers 16 and closes.
 func (l l4lab) backendServer() (func(), error) {
 	var ln net.Listener
-	err := inNS(l.be, func() error {
+	err := testlab.InNS(l.be, func() error {
 		var lc net.ListenConfig
 		lc.SetMultipathTCP(false)
 		var err error
@@ -312,7 +313,7 @@ func (l l4lab) startHAProxy() (func(), *exec.Cmd, error) {
 	// Ready when it accepts from the clients' namespace.
 	for i := 0; ; i++ {
 		var c net.Conn
-		err := inNS(l.gen, func() error {
+		err := testlab.InNS(l.gen, func() error {
 			var err error
 			c, err = net.DialTimeout("tcp4", netip.AddrPortFrom(l4VIP, tcpPort).String(), 200*time.Millisecond)
 			return err

@@ -132,7 +132,7 @@ func (l *L4Lab) Dial(addr string) (net.Conn, error) {
 // DialUDP opens a connected UDP socket from the client namespace.
 func (l *L4Lab) DialUDP(addr string) (net.Conn, error) {
 	var c net.Conn
-	err := inNS(l.Client, func() error {
+	err := InNS(l.Client, func() error {
 		var err error
 		c, err = net.Dial("udp", addr)
 		return err
@@ -140,24 +140,34 @@ func (l *L4Lab) DialUDP(addr string) (net.Conn, error) {
 	return c, err
 }
 
-func inNS(name string, fn func() error) error {
+// InNS runs fn on a thread inside the named network namespace; sockets fn
+// opens stay in it. A thread that cannot be moved back stays locked, and
+// ends with the goroutine, so it never runs anything else in the wrong
+// namespace.
+func InNS(name string, fn func() error) error {
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
+		runtime.UnlockOSThread()
 		return err
 	}
 	defer orig.Close()
 	target, err := netns.GetFromName(name)
 	if err != nil {
+		runtime.UnlockOSThread()
 		return err
 	}
 	defer target.Close()
 	if err := netns.Set(target); err != nil {
+		runtime.UnlockOSThread()
 		return err
 	}
-	defer netns.Set(orig)
-	return fn()
+	err = fn()
+	if serr := netns.Set(orig); serr != nil {
+		return fmt.Errorf("back from namespace %s: %w", name, serr)
+	}
+	runtime.UnlockOSThread()
+	return err
 }
 
 // HTTPConn is a keep-alive HTTP/1.1 connection that asks a backend its name.

@@ -44,7 +44,7 @@ func (l *Lab) StartUpstreams(n int) []*Upstream {
 // that namespace whoever uses it.
 func DialFrom(ns, addr string, timeout time.Duration) (net.Conn, error) {
 	var c net.Conn
-	err := inNS(ns, func() error {
+	err := InNS(ns, func() error {
 		var err error
 		c, err = net.DialTimeout("tcp", addr, timeout)
 		return err

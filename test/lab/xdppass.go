@@ -24,7 +24,7 @@ func (l *Lab) attachXDPPass(ns, ifname string) {
 		l.t.Fatalf("load the pass program: %v", err)
 	}
 	l.t.Cleanup(func() { prog.Close() })
-	err = inNS(ns, func() error {
+	err = InNS(ns, func() error {
 		ifc, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return err
