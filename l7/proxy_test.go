@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sluicelb/sluice/l7/upstream"
+	"github.com/sluicelb/sluice/test/lab"
 )
 
 func TestRequestsGoToTheVServerAndLocationTheyMatch(t *testing.T) {
@@ -194,28 +195,7 @@ func TestBodiesStreamBothWays(t *testing.T) {
 
 func TestWebSocketUpgradeIsProxied(t *testing.T) {
 	tp := newTestProxy(t, Limits{})
-	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "websocket" {
-			http.Error(w, "want an upgrade", 400)
-			return
-		}
-		c, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		brw.Flush()
-		// Echo lines back, upper-cased, until the peer closes.
-		for {
-			line, err := brw.ReadString('\n')
-			if err != nil {
-				return
-			}
-			brw.WriteString(strings.ToUpper(line))
-			brw.Flush()
-		}
-	}))
+	b := httptest.NewServer(http.HandlerFunc(lab.UpgradeEcho))
 	t.Cleanup(b.Close)
 	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}},
 		pool("u", hostPort(b))))

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluicelb/sluice/l7/tlcp"
+	"github.com/sluicelb/sluice/test/lab"
 )
 
 func main() {
@@ -118,21 +119,7 @@ func httpHandler(name string) http.Handler {
 		w.Header().Set("X-Seen-Proto", r.Header.Get("X-Forwarded-Proto"))
 		switch {
 		case r.Header.Get("Upgrade") == "websocket":
-			c, brw, err := http.NewResponseController(w).Hijack()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-			brw.Flush()
-			for {
-				line, err := brw.ReadString('\n')
-				if err != nil {
-					return
-				}
-				brw.WriteString(strings.ToUpper(line))
-				brw.Flush()
-			}
+			lab.UpgradeEcho(w, r)
 		case strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc"):
 			w.Header().Set("Content-Type", "application/grpc")
 			w.Header().Set("Trailer", "Grpc-Status")
