@@ -68,17 +68,18 @@ var (
 // h1conn is one client connection served by the loop.
 type h1conn struct {
 	h1opts
-	p      *Proxy
-	c      net.Conn
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	local  netip.AddrPort
-	remote string // ip:port, as http.Request.RemoteAddr
-	client string // ip
-	req    h1request
-	resp   h1response
-	busy   atomic.Bool // a request is being served
-	in     clientReader
+	p       *Proxy
+	c       net.Conn
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	local   netip.AddrPort
+	remote  string // ip:port, as http.Request.RemoteAddr
+	client  string // ip
+	req     h1request
+	resp    h1response
+	busy    atomic.Bool // a request is being served
+	in      clientReader
+	scratch []byte // reused for what is written from pieces
 
 	// The request being read or served: the first on the connection, its
 	// deadlines set (waiting) and the header one among them, its route.
@@ -711,6 +712,7 @@ func (h *h1conn) writeUpstreamRequest(bw *bufio.Writer) {
 	bw.WriteString("\r\nX-Forwarded-Proto: ")
 	bw.WriteString(h.scheme)
 	bw.WriteString("\r\nForwarded: ")
-	bw.WriteString(forwardedValue(q.forwarded, q.host, h.client, h.scheme))
+	h.scratch = appendForwarded(h.scratch[:0], q.forwarded, q.host, h.client, h.scheme)
+	bw.Write(h.scratch)
 	bw.WriteString("\r\n\r\n")
 }

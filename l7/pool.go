@@ -140,15 +140,24 @@ func (rt *route) upstreamConn(ctx context.Context, addr string) (pc *pooledConn,
 // forwardedValue is the Forwarded header: the client's element appended to
 // the prior value.
 func forwardedValue(prior, host, client, scheme string) string {
-	if strings.Contains(client, ":") {
-		client = `"[` + client + `]"`
-	}
-	fwd := "for=" + client + ";proto=" + scheme
-	if host != "" {
-		fwd += `;host="` + host + `"`
-	}
+	return string(appendForwarded(nil, prior, host, client, scheme))
+}
+
+// appendForwarded appends forwardedValue to dst: the HTTP/1.1 loop writes it
+// from a buffer of the connection's, without a string per request.
+func appendForwarded(dst []byte, prior, host, client, scheme string) []byte {
 	if prior != "" {
-		fwd = prior + ", " + fwd
+		dst = append(append(dst, prior...), ", "...)
 	}
-	return fwd
+	dst = append(dst, "for="...)
+	if strings.Contains(client, ":") {
+		dst = append(append(append(dst, `"[`...), client...), `]"`...)
+	} else {
+		dst = append(dst, client...)
+	}
+	dst = append(append(dst, ";proto="...), scheme...)
+	if host != "" {
+		dst = append(append(append(dst, `;host="`...), host...), '"')
+	}
+	return dst
 }

@@ -117,3 +117,14 @@ func TestAClientThatLeavesReleasesTheUpstream(t *testing.T) {
 		t.Errorf("a client that left was counted as %d upstream errors", n)
 	}
 }
+
+func TestForwardedValueAppendsTheClientsElement(t *testing.T) {
+	for _, c := range []struct{ prior, host, client, scheme, want string }{
+		{"", "shop.test", "192.0.2.7", "http", `for=192.0.2.7;proto=http;host="shop.test"`},
+		{"for=198.51.100.1", "", "2001:db8::7", "https", `for=198.51.100.1, for="[2001:db8::7]";proto=https`},
+	} {
+		if got := forwardedValue(c.prior, c.host, c.client, c.scheme); got != c.want {
+			t.Errorf("forwardedValue(%q, %q, %q, %q) = %q, want %q", c.prior, c.host, c.client, c.scheme, got, c.want)
+		}
+	}
+}
