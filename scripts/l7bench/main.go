@@ -5,13 +5,14 @@
 // backend is nginx (one worker) answering `return 200 "ok"` from memory, so
 // every proxy sees the same small, cheap response.
 //
-//	go run ./scripts/l7bench [-duration 10s] [-conns 64] [-profile DIR]
+//	go run ./scripts/l7bench [-duration 10s] [-rounds 3] [-conns 64] [-profile DIR]
 //
-// It prints one "name requests-per-second p99" line per contender
-// ("name not-measured" when one could not be set up), then the ratios to
-// nginx. "direct" is wrk against the backend with no proxy: the ceiling.
+// The contenders are loaded in turn, -rounds times ("roundN name
+// requests-per-second p99" lines); then it prints one "name
+// requests-per-second p99" line per contender, its median round ("name
+// not-measured" when one could not be set up), and the ratios to nginx. "direct" is wrk against the backend with no proxy: the ceiling.
 // With -profile, Sluice's proxy writes cpu.pprof and mem.pprof to DIR
-// covering its measured run. Root is not needed; nginx, haproxy, wrk and
+// covering its life. Root is not needed; nginx, haproxy, wrk and
 // taskset are (scripts/deps.sh bench). Everything it starts is stopped on
 // exit, interrupt included; configs live in a temporary directory.
 package main
@@ -26,6 +27,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +39,7 @@ var (
 	duration = flag.Duration("duration", 10*time.Second, "measured wrk run per contender")
 	warmup   = flag.Duration("warmup", 2*time.Second, "unmeasured wrk run before each measured one")
 	conns    = flag.Int("conns", 64, "wrk connections")
+	rounds   = flag.Int("rounds", 3, "measured runs per contender, taken in turn; the median counts")
 	only     = flag.String("only", "", "comma-separated contenders to run (direct,sluice,nginx,haproxy); all when empty")
 	profile  = flag.String("profile", "", "directory for Sluice's cpu.pprof and mem.pprof")
 	proxyCPU = flag.Int("proxy-cpu", 1, "CPU the proxies run on")
@@ -66,6 +69,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "l7bench: interrupted by", s)
 		os.Exit(130)
 	}()
+	if *rounds < 1 {
+		fail(fmt.Errorf("-rounds %d: want at least 1", *rounds))
+	}
 	err := run()
 	stopAll()
 	if err != nil {
@@ -99,54 +105,80 @@ func run() error {
 		return fmt.Errorf("backend: %w", err)
 	}
 
-	var results []result
-	measure := func(name, addr string) {
-		r := result{name: name}
-		r.rps, r.p99, r.err = load(addr)
-		results = append(results, r)
-		report(r)
+	// Every contender is started once and loaded in turn, round after
+	// round: a disturbance of the machine during one run shows in one of
+	// a contender's rounds, not in its result, which is its median round.
+	type contender struct {
+		name, addr string
+		rounds     []result
+		err        error
+	}
+	var cs []*contender
+	add := func(name string, start func(port int) (*exec.Cmd, error)) {
+		c := &contender{name: name}
+		cs = append(cs, c)
+		if start == nil {
+			c.addr = backendAddr
+			return
+		}
+		port := freePort()
+		c.addr = fmt.Sprintf("127.0.0.1:%d", port)
+		if _, c.err = start(port); c.err == nil {
+			c.err = waitListening(c.addr)
+		}
 	}
 	if want("direct") {
-		measure("direct", backendAddr)
+		add("direct", nil)
 	}
 	if want("sluice") {
-		measureProxy(&results, "sluice", func(port int) (*exec.Cmd, error) {
-			return startSluice(dir, port, backendAddr)
-		})
+		add("sluice", func(port int) (*exec.Cmd, error) { return startSluice(dir, port, backendAddr) })
 	}
 	if want("nginx") {
-		measureProxy(&results, "nginx", func(port int) (*exec.Cmd, error) {
+		add("nginx", func(port int) (*exec.Cmd, error) {
 			return startNginx(filepath.Join(dir, "nginx"), nginxProxyConf(port, backendAddr), *proxyCPU)
 		})
 	}
 	if want("haproxy") {
-		measureProxy(&results, "haproxy", func(port int) (*exec.Cmd, error) {
-			return startHAProxy(dir, port, backendAddr)
-		})
+		add("haproxy", func(port int) (*exec.Cmd, error) { return startHAProxy(dir, port, backendAddr) })
+	}
+	for i := range *rounds {
+		for _, c := range cs {
+			if c.err != nil {
+				continue
+			}
+			r := result{name: c.name}
+			if r.rps, r.p99, r.err = load(c.addr); r.err != nil {
+				c.err = r.err
+				continue
+			}
+			c.rounds = append(c.rounds, r)
+			fmt.Printf("round%d %s %.0f %.2fms\n", i+1, r.name, r.rps, float64(r.p99)/float64(time.Millisecond))
+		}
+	}
+	var results []result
+	for _, c := range cs {
+		r := result{name: c.name, err: c.err}
+		if r.err == nil {
+			r.rps, r.p99 = median(c.rounds)
+		}
+		results = append(results, r)
+		report(r)
 	}
 	ratios(results)
 	return nil
 }
 
-// measureProxy starts one proxy on a free port, loads it, and stops it.
-func measureProxy(results *[]result, name string, start func(port int) (*exec.Cmd, error)) {
-	port := freePort()
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	r := result{name: name}
-	cmd, err := start(port)
-	if err == nil {
-		err = waitListening(addr)
+// median returns the median requests per second and the median p99 of the
+// rounds (each taken on its own).
+func median(rounds []result) (float64, time.Duration) {
+	rps := make([]float64, len(rounds))
+	p99 := make([]time.Duration, len(rounds))
+	for i, r := range rounds {
+		rps[i], p99[i] = r.rps, r.p99
 	}
-	if err == nil {
-		r.rps, r.p99, r.err = load(addr)
-	} else {
-		r.err = err
-	}
-	if cmd != nil {
-		stop(cmd)
-	}
-	*results = append(*results, r)
-	report(r)
+	slices.Sort(rps)
+	slices.Sort(p99)
+	return rps[len(rps)/2], p99[len(p99)/2]
 }
 
 func report(r result) {
