@@ -410,6 +410,20 @@ func TestUDPFlowsIdleOut(t *testing.T) {
 	if v, _ := p.runOut(t, pkt); v != xdpTX || misses() != m+1 {
 		t.Errorf("an idle UDP flow kept its entry (verdict %d, misses %d → %d)", v, m, misses())
 	}
+
+	// A timeout of 100 ms or more is timed with the coarse clock, which
+	// lags the fine one (the last stamp) by up to a tick.
+	must(t, p.lb.SetSettings(maps.LBSettings{EncapSrc4: encap4, UDPTimeout: 100 * time.Millisecond}))
+	m = misses()
+	p.runOut(t, pkt)
+	p.runOut(t, pkt)
+	if misses() != m {
+		t.Fatalf("a fresh UDP flow missed the connection table with a 100 ms timeout (misses %d → %d)", m, misses())
+	}
+	time.Sleep(150 * time.Millisecond)
+	if v, _ := p.runOut(t, pkt); v != xdpTX || misses() != m+1 {
+		t.Errorf("a UDP flow idle for 150 ms kept its entry with a 100 ms timeout (verdict %d, misses %d → %d)", v, m, misses())
+	}
 }
 
 func TestCountersPerServiceAndBackend(t *testing.T) {
@@ -598,4 +612,82 @@ func TestDecapRestoresTheClientsPacket(t *testing.T) {
 	plain := tcp4(t, client4, 3001, vip4, 443, 10, false)
 	dv, out := decap(plain)
 	expectFrame(t, "plain", dv, xdpPass, out, plain)
+}
+
+// flowKey is the connection-table key of a TCP flow from client4 to vip4:443
+// (ports in network order).
+func flowKey(sport uint16) bpf.XDPFlowKey {
+	be16 := func(v uint16) uint16 { return v>>8 | v<<8 }
+	k := bpf.XDPFlowKey{Sport: be16(sport), Dport: be16(443), Proto: 6, Family: 4}
+	c, v := client4.As4(), vip4.As4()
+	copy(k.Src[:], c[:])
+	copy(k.Dst[:], v[:])
+	return k
+}
+
+func TestReusedServiceIDDoesNotCaptureOldFlows(t *testing.T) {
+	p := loadLB(t)
+	other := netip.MustParseAddr("203.0.113.20")
+	a, c := netip.MustParseAddr("10.1.0.11"), netip.MustParseAddr("10.1.0.13")
+	k1 := maps.ServiceKey{VIP: vip4, Port: 443, Proto: maps.ProtoTCP}
+	k2 := maps.ServiceKey{VIP: other, Port: 443, Proto: maps.ProtoTCP}
+	put := func(k maps.ServiceKey, id, bid uint32, be netip.Addr) {
+		must(t, p.lb.PutBackend(bid, maps.BackendEntry{Addr: be, MAC: backendMAC(be), Service: id}))
+		must(t, p.lb.SwapTable(id, []uint32{bid}))
+		must(t, p.lb.PutService(k, maps.ServiceEntry{ID: id, TableSize: 1, Mode: bpf.XDPLbModeLB_MODE_DSR_IPIP}))
+		must(t, p.lb.PutVIP(k.VIP))
+	}
+	put(k1, 7, 70, a)
+	if got := p.sentTo(t, 1234); got != a {
+		t.Fatalf("flow went to %s, want %s", got, a)
+	}
+	// The service goes; its id, and its backend's, go to a service on
+	// another VIP. The flow's entry names both ids, but the VIP is no
+	// longer the id's: the flow's packets are no service's.
+	must(t, p.lb.DeleteService(k1))
+	put(k2, 7, 70, a)
+	pkt := tcp4(t, client4, 1234, vip4, 443, 10, false)
+	if v, out := p.runOut(t, pkt); v != xdpPass {
+		t.Fatalf("flow of a removed service: verdict %d, frame %x; want pass", v, out)
+	}
+	// A service on the first VIP again, with another id: the flow is its.
+	put(k1, 8, 80, c)
+	if got := p.sentTo(t, 1234); got != c {
+		t.Errorf("flow of the first VIP went to %s, want %s (the reused id's backend captured it)", got, c)
+	}
+}
+
+func TestEntryOfAnOlderProgramKeepsItsBackend(t *testing.T) {
+	p := loadLB(t)
+	a, b := "10.1.0.11", "10.1.0.12"
+	must(t, p.rec.Set(service("web", vip4, 443, l4.ModeDSRIPIP, a, b)))
+	port, _ := findFlow(t, func(f l4.Flow) bool { return p.backendOf(t, "web", f).String() == a })
+	if got := p.sentTo(t, port); got.String() != a {
+		t.Fatalf("flow went to %s, want %s", got, a)
+	}
+	id, ids, _ := p.rec.IDs("web")
+	k := flowKey(port)
+	var st bpf.XDPFlowState
+	must(t, p.objs.LbFlows.Lookup(k, &st))
+	if st.Svc != id+1 {
+		t.Fatalf("entry names service %d, want %d (its id + 1)", st.Svc, id+1)
+	}
+	// An older program left the field zero; its entry names b, which the
+	// table does not give the flow: only a hit sends it there.
+	st.Svc, st.Backend = 0, ids[netip.MustParseAddr(b)]
+	must(t, p.objs.LbFlows.Put(k, st))
+	before, err := p.lb.FlowStats()
+	must(t, err)
+	if got := p.sentTo(t, port); got.String() != b {
+		t.Fatalf("flow with an older entry went to %s, want %s", got, b)
+	}
+	after, err := p.lb.FlowStats()
+	must(t, err)
+	if after.Hits != before.Hits+1 || after.Misses != before.Misses {
+		t.Errorf("hits %d → %d, misses %d → %d, want one hit", before.Hits, after.Hits, before.Misses, after.Misses)
+	}
+	must(t, p.objs.LbFlows.Lookup(k, &st))
+	if st.Svc != id+1 || st.Backend != ids[netip.MustParseAddr(b)] {
+		t.Errorf("entry after the hit = %+v, want service %d and backend %d", st, id+1, ids[netip.MustParseAddr(b)])
+	}
 }

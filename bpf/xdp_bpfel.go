@@ -103,7 +103,7 @@ type XDPFlowState struct {
 	_       structs.HostLayout
 	SeenNs  uint64
 	Backend uint32
-	Pad     uint32
+	Svc     uint32
 }
 
 type XDPIfaceStats struct {
@@ -165,6 +165,14 @@ const (
 	XDPPolicyModePOLICY_ALLOW XDPPolicyMode = 1
 )
 
+type XDPSvcEntry struct {
+	_        structs.HostLayout
+	Key      XDPSvcKey
+	Info     XDPSvcInfo
+	Pad      [4]uint8
+	ModMagic uint64
+}
+
 type XDPSvcInfo struct {
 	_         structs.HostLayout
 	Id        uint32
@@ -211,6 +219,7 @@ const (
 	XDPMapLbIfaces          = "lb_ifaces"
 	XDPMapLbMaglev          = "lb_maglev"
 	XDPMapLbServices        = "lb_services"
+	XDPMapLbSvcIds          = "lb_svc_ids"
 	XDPMapLbTxPorts         = "lb_tx_ports"
 	XDPMapLbVipFilter       = "lb_vip_filter"
 	XDPMapLbVips            = "lb_vips"
@@ -292,6 +301,7 @@ type XDPMapSpecs struct {
 	LbIfaces     *ebpf.MapSpec `ebpf:"lb_ifaces"`
 	LbMaglev     *ebpf.MapSpec `ebpf:"lb_maglev"`
 	LbServices   *ebpf.MapSpec `ebpf:"lb_services"`
+	LbSvcIds     *ebpf.MapSpec `ebpf:"lb_svc_ids"`
 	LbTxPorts    *ebpf.MapSpec `ebpf:"lb_tx_ports"`
 	LbVipFilter  *ebpf.MapSpec `ebpf:"lb_vip_filter"`
 	LbVips       *ebpf.MapSpec `ebpf:"lb_vips"`
@@ -349,6 +359,7 @@ type XDPMaps struct {
 	LbIfaces     *ebpf.Map `ebpf:"lb_ifaces"`
 	LbMaglev     *ebpf.Map `ebpf:"lb_maglev"`
 	LbServices   *ebpf.Map `ebpf:"lb_services"`
+	LbSvcIds     *ebpf.Map `ebpf:"lb_svc_ids"`
 	LbTxPorts    *ebpf.Map `ebpf:"lb_tx_ports"`
 	LbVipFilter  *ebpf.Map `ebpf:"lb_vip_filter"`
 	LbVips       *ebpf.Map `ebpf:"lb_vips"`
@@ -376,6 +387,7 @@ func (m *XDPMaps) Close() error {
 		m.LbIfaces,
 		m.LbMaglev,
 		m.LbServices,
+		m.LbSvcIds,
 		m.LbTxPorts,
 		m.LbVipFilter,
 		m.LbVips,

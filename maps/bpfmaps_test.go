@@ -124,22 +124,24 @@ func TestMillionEntrySyncIntoBPF(t *testing.T) {
 	runtime.KeepAlive(a)
 }
 
-func TestDatapathMapsSurviveReopen(t *testing.T) {
+// pinnedDatapath opens a datapath whose maps are pinned, fresh, in a new
+// directory of the BPF filesystem, removed when the test ends.
+func pinnedDatapath(t *testing.T) (*Datapath, string) {
+	t.Helper()
 	if _, err := EnsureBPFFS("/sys/fs/bpf"); err != nil {
 		t.Fatal(err)
 	}
 	dir, err := os.MkdirTemp("/sys/fs/bpf", "sluice-maps-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	dp, err := OpenDatapath(DatapathOptions{PinDir: dir, ACLMaxEntries: 1024})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := dp.PinFresh(dir); err != nil {
-		t.Fatal(err)
-	}
+	must(t, err)
+	must(t, dp.PinFresh(dir))
+	return dp, dir
+}
+
+func TestDatapathMapsSurviveReopen(t *testing.T) {
+	dp, dir := pinnedDatapath(t)
 	a, err := dp.ACL()
 	if err != nil {
 		t.Fatal(err)
@@ -283,15 +285,7 @@ func verdict(t *testing.T, dp *Datapath, src, dst string, port uint16) int {
 // VIP filter the pins lack (an upgrade) keeps forwarding the pinned
 // services' packets.
 func TestNewVIPFilterBesidePinnedVIPsIsFilled(t *testing.T) {
-	if _, err := EnsureBPFFS("/sys/fs/bpf"); err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("/sys/fs/bpf", "sluice-maps-test-")
-	must(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	dp, err := OpenDatapath(DatapathOptions{PinDir: dir, ACLMaxEntries: 1024})
-	must(t, err)
-	must(t, dp.PinFresh(dir))
+	dp, dir := pinnedDatapath(t)
 	lb := dp.LB()
 	vip := netip.MustParseAddr("192.0.2.10")
 	must(t, lb.SwapTable(7, []uint32{3}))

@@ -85,7 +85,12 @@ func OpenDatapath(opts DatapathOptions) (*Datapath, error) {
 		}
 		return nil, fmt.Errorf("load xdp program: %w", err)
 	}
-	if err := dp.LB().SyncVIPFilter(); err != nil {
+	lb := dp.LB()
+	if err := lb.SyncVIPFilter(); err != nil {
+		dp.Close()
+		return nil, err
+	}
+	if err := lb.SyncServiceIDs(); err != nil {
 		dp.Close()
 		return nil, err
 	}

@@ -71,15 +71,15 @@ type FlowStats struct {
 
 // LB is the L4 datapath's maps.
 type LB struct {
-	services, vips, vipFilter, maglev, backends, flows, settings, ifaces, txPorts *ebpf.Map
-	statsSvc, statsBackend, statsFlows                                            *ebpf.Map
-	innerSpec                                                                     *ebpf.MapSpec
+	services, svcIDs, vips, vipFilter, maglev, backends, flows, settings, ifaces, txPorts *ebpf.Map
+	statsSvc, statsBackend, statsFlows                                                    *ebpf.Map
+	innerSpec                                                                             *ebpf.MapSpec
 }
 
 // LB returns the L4 maps of the datapath.
 func (d *Datapath) LB() *LB {
 	o := &d.objs
-	return &LB{services: o.LbServices, vips: o.LbVips, vipFilter: o.LbVipFilter, maglev: o.LbMaglev, backends: o.LbBackends,
+	return &LB{services: o.LbServices, svcIDs: o.LbSvcIds, vips: o.LbVips, vipFilter: o.LbVipFilter, maglev: o.LbMaglev, backends: o.LbBackends,
 		flows: o.LbFlows, settings: o.LbConfig, ifaces: o.LbIfaces, txPorts: o.LbTxPorts,
 		statsSvc: o.StatsSvc, statsBackend: o.StatsBackend, statsFlows: o.StatsFlows, innerSpec: d.innerSpec}
 }
@@ -91,7 +91,7 @@ func NewLB(o *bpf.XDPObjects) (*LB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &LB{services: o.LbServices, vips: o.LbVips, vipFilter: o.LbVipFilter, maglev: o.LbMaglev, backends: o.LbBackends,
+	return &LB{services: o.LbServices, svcIDs: o.LbSvcIds, vips: o.LbVips, vipFilter: o.LbVipFilter, maglev: o.LbMaglev, backends: o.LbBackends,
 		flows: o.LbFlows, settings: o.LbConfig, ifaces: o.LbIfaces, txPorts: o.LbTxPorts,
 		statsSvc: o.StatsSvc, statsBackend: o.StatsBackend, statsFlows: o.StatsFlows,
 		innerSpec: spec.Maps[bpf.XDPMapLbMaglev].InnerMap}, nil
@@ -121,21 +121,88 @@ func (k ServiceKey) raw() bpf.XDPSvcKey {
 }
 
 // PutService creates or replaces a service entry. Its Maglev table must be
-// in place first, or its packets are dropped as having no backend.
+// in place first, or its packets are dropped as having no backend. The
+// entry goes into lb_services, then into lb_svc_ids at its id, where
+// connection-table hits find it.
 func (l *LB) PutService(k ServiceKey, e ServiceEntry) error {
-	v := bpf.XDPSvcInfo{Id: e.ID, TableSize: e.TableSize, Mode: uint8(e.Mode), Hash: uint8(e.Hash)}
+	v := e.raw()
 	if err := l.services.Put(k.raw(), v); err != nil {
 		return fmt.Errorf("put service %v: %w", k, err)
+	}
+	if err := l.svcIDs.Put(e.ID, svcEntry(k.raw(), v)); err != nil {
+		return fmt.Errorf("put service %v by id %d: %w", k, e.ID, err)
 	}
 	return nil
 }
 
 // DeleteService removes a service entry; an absent one is not an error.
+// Its id's entry in lb_svc_ids goes first, unless it already names another
+// key (the id's service moved to a new one), so no hit finds a service that
+// lb_services no longer has: the flows of the id look the service up by
+// their key until the id is given again.
 func (l *LB) DeleteService(k ServiceKey) error {
-	if err := l.services.Delete(k.raw()); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	rk := k.raw()
+	var v bpf.XDPSvcInfo
+	err := l.services.Lookup(rk, &v)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read service %v: %w", k, err)
+	}
+	var e bpf.XDPSvcEntry
+	if err := l.svcIDs.Lookup(v.Id, &e); err == nil && e.Key == rk {
+		if err := l.svcIDs.Put(v.Id, bpf.XDPSvcEntry{}); err != nil {
+			return fmt.Errorf("clear service %v by id %d: %w", k, v.Id, err)
+		}
+	}
+	if err := l.services.Delete(rk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("delete service %v: %w", k, err)
 	}
 	return nil
+}
+
+func (e ServiceEntry) raw() bpf.XDPSvcInfo {
+	return bpf.XDPSvcInfo{Id: e.ID, TableSize: e.TableSize, Mode: uint8(e.Mode), Hash: uint8(e.Hash)}
+}
+
+// svcEntry is a service's entry in lb_svc_ids.
+func svcEntry(k bpf.XDPSvcKey, v bpf.XDPSvcInfo) bpf.XDPSvcEntry {
+	return bpf.XDPSvcEntry{Key: k, Info: v, ModMagic: modMagic(v.TableSize)}
+}
+
+// modMagic is ceil(2^64 / d), with which slot_of() in lb.h takes a flow
+// hash modulo d without a division; 0 (for d of 0 or 1) makes it divide.
+func modMagic(d uint32) uint64 {
+	if d < 2 {
+		return 0
+	}
+	return ^uint64(0)/uint64(d) + 1
+}
+
+// SyncServiceIDs rewrites lb_svc_ids from lb_services: a new map beside
+// pinned services (an upgrade) is filled at once, and a pinned one holds
+// no id that lb_services does not. Where ids are not in it, hits look the
+// service up by the flow, so it is correct, only slower, until then.
+func (l *LB) SyncServiceIDs() error {
+	n := l.svcIDs.MaxEntries()
+	entries := make([]bpf.XDPSvcEntry, n)
+	var k bpf.XDPSvcKey
+	var v bpf.XDPSvcInfo
+	it := l.services.Iterate()
+	for it.Next(&k, &v) {
+		if v.Id < n {
+			entries[v.Id] = svcEntry(k, v)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read services: %w", err)
+	}
+	ids := make([]uint32, n)
+	for i := range ids {
+		ids[i] = uint32(i)
+	}
+	return putAll(l.svcIDs, ids, entries)
 }
 
 // Services reads every service entry.

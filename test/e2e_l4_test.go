@@ -3,6 +3,8 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -136,7 +138,7 @@ func TestL4DSRIPIP(t *testing.T) {
 	}()
 	d.Kill()
 	stillServed(t, held, "with the daemon killed")
-	l.StartL4Daemon()
+	d = l.StartL4Daemon()
 	stillServed(t, held, "after the restart")
 	close(stop)
 	if err := <-errs; err != nil {
@@ -148,6 +150,20 @@ func TestL4DSRIPIP(t *testing.T) {
 	out := l.MustCLI("svc", "show", "web")
 	if !strings.Contains(out, "drain") {
 		t.Errorf("restored service lost the drain:\n%s", out)
+	}
+
+	// An upgrade from a version without lb_svc_ids (services by id, which
+	// connection-table hits read) breaks no connection either: the daemon
+	// makes the map beside the pinned ones and fills it.
+	d.Kill()
+	pin := filepath.Join(l.BPFFS, "maps", "lb_svc_ids")
+	if err := os.Remove(pin); err != nil {
+		t.Fatalf("remove the pin of lb_svc_ids: %v", err)
+	}
+	l.StartL4Daemon()
+	stillServed(t, held, "after an upgrade that brings lb_svc_ids")
+	if _, err := os.Stat(pin); err != nil {
+		t.Errorf("lb_svc_ids is not pinned after the upgrade: %v", err)
 	}
 
 	// The counters saw it.

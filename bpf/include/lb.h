@@ -9,6 +9,8 @@
 #include "icmp.h"
 
 #define SEEN_REFRESH_NS 1000000000ULL
+/* A UDP idle timeout at least this long is timed with the coarse clock. */
+#define UDP_COARSE_TIMEOUT_NS 100000000ULL
 
 static __always_inline __u32 ifindex_slot(__u32 ifindex)
 {
@@ -75,20 +77,38 @@ static __always_inline __u32 murmur_step(__u32 h, __u32 x)
 	return h * 5 + 0xe6546b64;
 }
 
+/* murmur_zero is murmur_step(h, 0): a zero word only stirs h. */
+static __always_inline __u32 murmur_zero(__u32 h)
+{
+	return rotl32(h, 13) * 5 + 0xe6546b64;
+}
+
 static __always_inline __u32 flow_hash(const struct flow_key *k, __u8 mode)
 {
 	const __u32 *w = (const void *)k;
 	__u32 h = 0, n = 4;
 	int i;
 
+	if (k->family == 4) {
+		/* An IPv4 address is one word and three zero ones (see
+		 * svc_key), whose steps are murmur_zero's: the same hash,
+		 * for a third of the multiplications. */
+		h = murmur_zero(murmur_zero(murmur_zero(murmur_step(h, w[0]))));
+		if (mode != LB_HASH_SRC_IP) {
+			h = murmur_zero(murmur_zero(murmur_zero(murmur_step(h, w[4]))));
+			h = murmur_step(murmur_step(h, w[8]), w[9]);
+			n = sizeof(*k) / 4;
+		}
+	} else {
 #pragma unroll
-	for (i = 0; i < 4; i++)
-		h = murmur_step(h, w[i]);
-	if (mode != LB_HASH_SRC_IP) {
-#pragma unroll
-		for (i = 4; i < sizeof(*k) / 4; i++)
+		for (i = 0; i < 4; i++)
 			h = murmur_step(h, w[i]);
-		n = sizeof(*k) / 4;
+		if (mode != LB_HASH_SRC_IP) {
+#pragma unroll
+			for (i = 4; i < sizeof(*k) / 4; i++)
+				h = murmur_step(h, w[i]);
+			n = sizeof(*k) / 4;
+		}
 	}
 	h ^= n * 4;
 	h ^= h >> 16;
@@ -234,47 +254,116 @@ static __always_inline __u32 key_fold(const struct flow_key *fk)
 	return w[0] ^ w[1] ^ w[2] ^ w[3];
 }
 
+/* flow_service returns the service of a flow whose connection-table entry
+ * names its id (st->svc, the id + 1): the id's entry in lb_svc_ids, if its
+ * key is still the flow's (a port-0 service's only while no service has the
+ * flow's port, as in find_service). An array lookup where find_service
+ * hashes a 20-byte key. NULL when the entry names no id, or the id is free
+ * or another service's now (ids are reused): the caller looks the service
+ * up by the flow. maps/lb.go rewrites an entry in place, so a read may mix
+ * two versions of the id's service: a key that matches the flow is then
+ * the id's service's, whose backends the flow's entry names. */
+static __always_inline struct svc_info *flow_service(const struct flow_state *st, const struct flow_key *fk)
+{
+	/* Read once: another CPU may record an id meanwhile. */
+	__u32 id = *(volatile __u32 *)&st->svc;
+	struct svc_entry *e;
+	struct svc_info *exact;
+	struct svc_key sk = {};
+	const __u64 *a, *d;
+
+	if (!id--)
+		return 0;
+	e = bpf_map_lookup_elem(&lb_svc_ids, &id);
+	if (!e)
+		return 0;
+	a = (const void *)e->key.addr;
+	d = (const void *)fk->dst;
+	if (((a[0] ^ d[0]) | (a[1] ^ d[1])) || e->key.family != fk->family || e->key.proto != fk->proto)
+		return 0;
+	if (e->key.port == fk->dport)
+		return &e->info;
+	if (e->key.port)
+		return 0;
+	__builtin_memcpy(sk.addr, fk->dst, 16);
+	sk.family = fk->family;
+	sk.port = fk->dport;
+	sk.proto = fk->proto;
+	exact = bpf_map_lookup_elem(&lb_services, &sk);
+	return exact ? exact : &e->info;
+}
+
+/* flow_clock is the time for a flow's seen_ns, which only a UDP flow's idle
+ * timeout reads: the fine clock for a timeout under UDP_COARSE_TIMEOUT_NS (it
+ * may be 1 ns), else the coarse one, for a third of the cost. The coarse
+ * clock lags the fine one by up to a tick (10 ms at most), which such a
+ * timeout does not notice; seen_ns is compared signed, as it may be ahead. */
+static __always_inline __u64 flow_clock(const struct flow_key *fk, const struct lb_settings *cfg)
+{
+	if (fk->proto == IPPROTO_UDP && cfg && cfg->udp_timeout_ns && cfg->udp_timeout_ns < UDP_COARSE_TIMEOUT_NS)
+		return bpf_ktime_get_ns();
+	return bpf_ktime_get_coarse_ns();
+}
+
 /* usable returns backend id, the one the connection-table entry st names,
  * if the flow may keep it: the backend still belongs to the service and is
- * not down, and a UDP flow has not idled out. Drained backends (and weight
- * 0) keep their flows. NULL otherwise. */
+ * not down, and a UDP flow has not idled out (*now is then the time). Drained
+ * backends (and weight 0) keep their flows. NULL otherwise. */
 static __always_inline struct backend_info *usable(struct flow_state *st, __u32 id, const struct flow_key *fk,
-						   const struct svc_info *svc, const struct lb_settings *cfg, __u64 now)
+						   const struct svc_info *svc, const struct lb_settings *cfg, __u64 *now)
 {
 	struct backend_info *b = bpf_map_lookup_elem(&lb_backends, &id);
 
 	if (!b || !b->family || (b->flags & BACKEND_F_DOWN) || b->svc != svc->id)
 		return 0;
-	if (fk->proto == IPPROTO_UDP && cfg && cfg->udp_timeout_ns && now - st->seen_ns > cfg->udp_timeout_ns)
-		return 0;
+	if (fk->proto == IPPROTO_UDP) {
+		*now = flow_clock(fk, cfg);
+		if (cfg && cfg->udp_timeout_ns && (__s64)(*now - st->seen_ns) > (__s64)cfg->udp_timeout_ns)
+			return 0;
+		if ((__s64)(*now - st->seen_ns) > (__s64)SEEN_REFRESH_NS)
+			st->seen_ns = *now;
+	}
 	return b;
 }
 
-/* pick_backend returns the flow's backend and sets *bid to its id: the
- * connection table's when it still holds, otherwise the service's Maglev
- * slot for the flow hash, which a TCP or UDP flow then records. NULL when
- * the service has no backend for the flow (or the slot names a free one).
- * A hit neither hashes the flow nor looks the backend up a second time. */
-static __always_inline struct backend_info *pick_backend(const struct flow_key *fk, const struct svc_info *svc,
-							 const struct lb_settings *cfg, int record, int *new_flow,
-							 __u32 *bid)
+/* slot_of is h % svc->table_size, the flow's Maglev slot, without a
+ * division where lb_svc_ids has the size's mod_magic: Lemire's fastmod
+ * ((h * magic mod 2^64) * size / 2^64), the 96-bit product in 32-bit
+ * halves. A read that mixes two versions of the entry still gives a slot
+ * of the table, so a backend of the service. */
+static __always_inline __u32 slot_of(__u32 h, const struct svc_info *svc)
 {
-	struct flow_state *st = bpf_map_lookup_elem(&lb_flows, fk);
-	/* Only a UDP flow's idle timeout reads seen_ns, and it may be 1 ns: the
-	 * fine clock. A TCP flow's is the same clock to a tick, for a third of
-	 * the cost of a hit's fine one; compared signed, as it may lag. */
-	__u64 now = fk->proto == IPPROTO_UDP ? bpf_ktime_get_ns() : bpf_ktime_get_coarse_ns();
+	struct svc_entry *e = bpf_map_lookup_elem(&lb_svc_ids, &svc->id);
+	__u64 low, d = svc->table_size;
+
+	if (!e || !e->mod_magic || e->info.table_size != svc->table_size)
+		return h % svc->table_size;
+	low = e->mod_magic * h;
+	return ((low >> 32) * d + (((low & 0xffffffff) * d) >> 32)) >> 32;
+}
+
+/* pick_backend returns the flow's backend and sets *bid to its id: the
+ * connection table's (st, the flow's entry or NULL) when it still holds,
+ * otherwise the service's Maglev slot for the flow hash, which a TCP or UDP
+ * flow then records. NULL when the service has no backend for the flow (or
+ * the slot names a free one). A hit neither hashes the flow, nor reads a
+ * clock for TCP, nor looks the backend up a second time. */
+static __always_inline struct backend_info *pick_backend(const struct flow_key *fk, struct flow_state *st,
+							 const struct svc_info *svc, const struct lb_settings *cfg,
+							 int record, int *new_flow, __u32 *bid)
+{
 	struct backend_info *b;
-	__u32 slot, id, *idp;
+	__u32 slot, id, *idp, sid = svc->id + 1;
+	__u64 now = 0;
 	void *table;
 
 	if (st) {
 		/* Read once: the backend looked up is the one returned. */
 		id = *(volatile __u32 *)&st->backend;
-		b = usable(st, id, fk, svc, cfg, now);
+		b = usable(st, id, fk, svc, cfg, &now);
 		if (b) {
-			if ((__s64)(now - st->seen_ns) > (__s64)SEEN_REFRESH_NS)
-				st->seen_ns = now;
+			if (st->svc != sid)
+				st->svc = sid;
 			FLOW_STATS(hits);
 			*bid = id;
 			return b;
@@ -284,20 +373,23 @@ static __always_inline struct backend_info *pick_backend(const struct flow_key *
 	table = bpf_map_lookup_elem(&lb_maglev, &svc->id);
 	if (!table || !svc->table_size)
 		return 0;
-	slot = flow_hash(fk, svc->hash) % svc->table_size;
+	slot = slot_of(flow_hash(fk, svc->hash), svc);
 	idp = bpf_map_lookup_elem(table, &slot);
 	if (!idp || *idp == NO_BACKEND)
 		return 0;
 	id = *idp;
 	if (record) {
+		if (!now)
+			now = flow_clock(fk, cfg);
 		/* A stale entry (its backend down or gone, an idle UDP flow) is
 		 * rewritten in place, as a hit refreshes seen_ns: an update of
 		 * the LRU table would take a new element and its lock. */
 		if (st) {
 			st->backend = id;
+			st->svc = sid;
 			st->seen_ns = now;
 		} else {
-			struct flow_state ns = { .seen_ns = now, .backend = id };
+			struct flow_state ns = { .seen_ns = now, .backend = id, .svc = sid };
 
 			bpf_map_update_elem(&lb_flows, fk, &ns, BPF_ANY);
 		}
@@ -399,9 +491,11 @@ static __always_inline int encap_ip6ip6(struct xdp_md *ctx, struct pkt *p, const
  * echo requests to VIPs, and returns CONTINUE for everything else. */
 static __always_inline int lb_stage(struct xdp_md *ctx, struct pkt *p)
 {
-	struct flow_key fk = {};
+	/* Aligned: flow_service reads the destination in 64-bit words. */
+	struct flow_key fk __attribute__((aligned(8))) = {};
+	struct flow_state *st;
 	struct lb_settings *cfg;
-	struct svc_info *svc;
+	struct svc_info *svc = 0;
 	struct backend_info *b;
 	int new_flow = 0, record = 1, ret;
 	__u32 zero = 0, hash, bid = NO_BACKEND, egress;
@@ -423,11 +517,17 @@ static __always_inline int lb_stage(struct xdp_md *ctx, struct pkt *p)
 			return CONTINUE;
 		record = 0; /* an error never starts a flow */
 	}
-	svc = find_service(&fk);
+	/* The connection table first: its entry names the flow's service,
+	 * which an array then gives without a hash lookup. */
+	st = bpf_map_lookup_elem(&lb_flows, &fk);
+	if (st)
+		svc = flow_service(st, &fk);
+	if (!svc)
+		svc = find_service(&fk);
 	if (!svc)
 		return CONTINUE;
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
-	b = pick_backend(&fk, svc, cfg, record, &new_flow, &bid);
+	b = pick_backend(&fk, st, svc, cfg, record, &new_flow, &bid);
 	if (!b)
 		return drop(ctx, DROP_LB_NO_BACKEND);
 	if (!record)

@@ -109,6 +109,15 @@ struct {
 	__uint(max_entries, MAX_SERVICES);
 } lb_services SEC(".maps");
 
+/* Service id → the service (svc_entry), for connection-table hits, whose
+ * entries name their service's id. maps/lb.go writes it with lb_services. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct svc_entry);
+	__uint(max_entries, MAX_SERVICES);
+} lb_svc_ids SEC(".maps");
+
 /* VIPs, for ICMP echo at the NIC (value unused). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

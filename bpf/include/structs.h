@@ -128,6 +128,17 @@ struct svc_info {
 	__u8 pad[6];
 };
 
+/* A service by its id: its key and its info, which a connection-table hit
+ * reads instead of looking the flow's service up by its key; the key says
+ * whether the id still names the flow's service. Mirrored in Go by
+ * bpf.XDPSvcEntry. */
+struct svc_entry {
+	struct svc_key key;  /* family 0: no service has the id */
+	struct svc_info info;
+	__u8 pad[4];
+	__u64 mod_magic;     /* 2^64 / info.table_size, rounded up; 0: none (see slot_of) */
+};
+
 /* A backend of one service (a backend in two services has two ids).
  * Mirrored in Go by bpf.XDPBackendInfo. */
 struct backend_info {
@@ -152,9 +163,11 @@ struct flow_key {
 
 /* Where a flow goes. Mirrored in Go by bpf.XDPFlowState. */
 struct flow_state {
-	__u64 seen_ns; /* last packet, CLOCK_MONOTONIC (coarse for TCP); refreshed at most once a second */
+	__u64 seen_ns; /* a UDP flow's last packet (CLOCK_MONOTONIC, see flow_clock), refreshed
+			* at most once a second, for its idle timeout; a TCP flow's first */
 	__u32 backend;
-	__u32 pad;
+	__u32 svc;     /* the service's id + 1; 0: not known (an older program's entry,
+			* which had padding here) */
 };
 
 /* Settings of the L4 stage, one entry. Mirrored in Go by bpf.XDPLbSettings. */

@@ -1,0 +1,103 @@
+package maps
+
+import (
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/sluicelb/sluice/bpf"
+)
+
+// TestNewServiceIDsBesidePinnedServicesAreFilled: a restart whose program
+// brings lb_svc_ids beside maps an older one pinned (an upgrade) fills it
+// from the pinned services at once, and a connection-table entry the older
+// program wrote (no service id) keeps its backend.
+func TestNewServiceIDsBesidePinnedServicesAreFilled(t *testing.T) {
+	dp, dir := pinnedDatapath(t)
+	lb := dp.LB()
+	vip := netip.MustParseAddr("192.0.2.10")
+	k := ServiceKey{VIP: vip, Port: 53, Proto: ProtoUDP}
+	must(t, lb.SwapTable(7, []uint32{3}))
+	for _, id := range []uint32{3, 4} {
+		must(t, lb.PutBackend(id, BackendEntry{Addr: netip.AddrFrom4([4]byte{10, 5, 0, byte(id)}),
+			MAC: net.HardwareAddr{2, 0, 0, 0, 0, byte(id)}, Service: 7}))
+	}
+	must(t, lb.PutService(k, ServiceEntry{ID: 7, TableSize: 1, Mode: bpf.XDPLbModeLB_MODE_DSR_L2}))
+	must(t, lb.PutVIP(vip))
+	if got := verdict(t, dp, "198.51.100.1", vip.String(), 53); got != xdpTX {
+		t.Fatalf("packet to the VIP: verdict %d, want tx", got)
+	}
+	// The entry as the older program left it: no service id. It names
+	// backend 4, which the table does not give: only a hit goes there.
+	var fk bpf.XDPFlowKey
+	var st bpf.XDPFlowState
+	it := lb.flows.Iterate()
+	if !it.Next(&fk, &st) {
+		t.Fatalf("no connection-table entry: %v", it.Err())
+	}
+	st.Svc, st.Backend = 0, 4
+	must(t, lb.flows.Put(fk, st))
+	dp.Close()
+
+	must(t, os.Remove(filepath.Join(dir, "maps", bpf.XDPMapLbSvcIds)))
+	dp2, err := OpenDatapath(DatapathOptions{PinDir: dir, ACLMaxEntries: 1024})
+	must(t, err)
+	defer dp2.Close()
+	if !slices.Equal(dp2.Fresh, []string{bpf.XDPMapLbSvcIds}) {
+		t.Fatalf("fresh maps %v, want lb_svc_ids only", dp2.Fresh)
+	}
+	lb2 := dp2.LB()
+	var e bpf.XDPSvcEntry
+	must(t, lb2.svcIDs.Lookup(uint32(7), &e))
+	if e.Key != k.raw() || e.Info.Id != 7 || e.Info.TableSize != 1 {
+		t.Fatalf("lb_svc_ids[7] = %+v after the upgrade, want service %v", e, k)
+	}
+	before, err := lb2.FlowStats()
+	must(t, err)
+	if got := verdict(t, dp2, "198.51.100.1", vip.String(), 53); got != xdpTX {
+		t.Fatalf("packet to the VIP after the upgrade: verdict %d, want tx", got)
+	}
+	after, err := lb2.FlowStats()
+	must(t, err)
+	must(t, lb2.flows.Lookup(fk, &st))
+	if after.Hits != before.Hits+1 || st.Backend != 4 || st.Svc != 8 {
+		t.Errorf("older entry after the upgrade: %d hits, entry %+v; want a hit on backend 4, service id 7 recorded", after.Hits-before.Hits, st)
+	}
+
+	// The service's removal clears its id: the flow's packets pass.
+	must(t, lb2.DeleteService(k))
+	must(t, lb2.svcIDs.Lookup(uint32(7), &e))
+	if e != (bpf.XDPSvcEntry{}) {
+		t.Errorf("lb_svc_ids[7] = %+v after the service's removal, want it clear", e)
+	}
+	if got := verdict(t, dp2, "198.51.100.1", vip.String(), 53); got != xdpPass {
+		t.Errorf("packet to a removed service: verdict %d, want pass", got)
+	}
+}
+
+// TestModMagicGivesTheRemainder checks the division-free remainder of
+// slot_of() in bpf/include/lb.h, computed as the datapath computes it, with
+// the magic modMagic gives, against the % it replaces.
+func TestModMagicGivesTheRemainder(t *testing.T) {
+	slot := func(h uint32, magic uint64, d uint32) uint32 {
+		low := magic * uint64(h)
+		return uint32(((low>>32)*uint64(d) + ((low&0xffffffff)*uint64(d))>>32) >> 32)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, d := range []uint32{2, 3, 7, 251, 1 << 16, 65521, 65537, 131071, 1<<31 + 11, 4294967291, ^uint32(0)} {
+		magic := modMagic(d)
+		hs := []uint32{0, 1, d - 1, d, d + 1, ^uint32(0), ^uint32(0) - 1}
+		for range 200_000 {
+			hs = append(hs, r.Uint32())
+		}
+		for _, h := range hs {
+			if got, want := slot(h, magic, d), h%d; got != want {
+				t.Fatalf("%d mod %d: got %d, want %d", h, d, got, want)
+			}
+		}
+	}
+}
