@@ -21,6 +21,12 @@ type pooledConn struct {
 	bw    *bufio.Writer
 	rc    syscall.RawConn // the socket's; nil when c is not one
 	since time.Time
+
+	// flushAwaiting's state, and its function for rc.Read made once: a
+	// closure made per request would be allocated per request.
+	flushed  bool
+	flushErr error
+	flushFn  func(uintptr) bool
 }
 
 func newPooledConn(c net.Conn) *pooledConn {
@@ -31,6 +37,7 @@ func newPooledConn(c net.Conn) *pooledConn {
 	if sc, ok := c.(syscall.Conn); ok {
 		pc.rc, _ = sc.SyscallConn()
 	}
+	pc.flushFn = pc.flushThenWait
 	return pc
 }
 
@@ -48,17 +55,20 @@ func (pc *pooledConn) flushAwaiting() error {
 	if pc.rc == nil || pc.br.Buffered() > 0 {
 		return pc.bw.Flush()
 	}
-	var err error
-	first := true
-	_ = pc.rc.Read(func(uintptr) bool {
-		if first {
-			first = false
-			err = pc.bw.Flush()
-			return err != nil
-		}
+	pc.flushed, pc.flushErr = false, nil
+	_ = pc.rc.Read(pc.flushFn)
+	return pc.flushErr
+}
+
+// flushThenWait is flushAwaiting's function for rc.Read: the first call
+// writes the request, the next (the socket readable) ends the wait.
+func (pc *pooledConn) flushThenWait(uintptr) bool {
+	if pc.flushed {
 		return true
-	})
-	return err
+	}
+	pc.flushed = true
+	pc.flushErr = pc.bw.Flush()
+	return pc.flushErr != nil
 }
 
 // connPool keeps idle connections per server address, at most max each,
