@@ -125,6 +125,9 @@ func newCounters() *Counters {
 }
 
 func (c *Counters) shard() *shard {
+	if len(c.shards) == 1 {
+		return &c.shards[0] // one P: no token to fetch
+	}
 	t := shardTokens.Get().(*shardToken)
 	s := &c.shards[t.i]
 	shardTokens.Put(t)
