@@ -132,12 +132,25 @@ func (s *h1conns) closeIdle(all bool) int {
 	left := 0
 	for h := range s.m {
 		if all || !h.busy.Load() {
-			h.c.Close()
+			h.abort()
 		} else {
 			left++
 		}
 	}
 	return left
+}
+
+// abort ends h's connection from another goroutine, without waiting. A
+// connection served raw (serveRaw) is shut down, not closed: its goroutine
+// holds a read of the socket while it serves a request, and Close waits
+// for that to end. Its reads then see the end and its writes fail (a
+// request waiting for its upstream at the next client probe), and its
+// goroutine closes it.
+func (h *h1conn) abort() {
+	if h.in.rc != nil && h.in.rc.Control(func(fd uintptr) { _ = unix.Shutdown(int(fd), unix.SHUT_RDWR) }) == nil {
+		return
+	}
+	h.c.Close()
 }
 
 // h1opts say what a connection the loop serves runs over.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -352,6 +353,40 @@ func TestShutdownWaitsForARequestInFlight(t *testing.T) {
 	}
 	if err := <-shut; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// When Shutdown's time is up, the requests still in flight are cut off:
+// Shutdown returns, and their clients see the connection end, even though
+// the upstream has not answered.
+func TestShutdownPastItsDeadlineCutsOffARequestInFlight(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	release := make(chan struct{})
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+	}))
+	t.Cleanup(b.Close)
+	t.Cleanup(func() { close(release) }) // before b.Close, which waits for the handler
+	tp.apply(t, oneLocation(tp, b))
+	busy := dialRaw(t, tp)
+	busy.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(100 * time.Millisecond)
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		shut <- tp.Shutdown(ctx)
+	}()
+	select {
+	case err := <-shut:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Shutdown: %v, want the deadline", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Shutdown still waiting 3 s after its deadline of 200 ms")
+	}
+	if !busy.closed() {
+		t.Error("the connection of the request in flight is open")
 	}
 }
 
