@@ -424,6 +424,19 @@ func TestUDPFlowsIdleOut(t *testing.T) {
 	if v, _ := p.runOut(t, pkt); v != xdpTX || misses() != m+1 {
 		t.Errorf("a UDP flow idle for 150 ms kept its entry with a 100 ms timeout (verdict %d, misses %d → %d)", v, m, misses())
 	}
+
+	// A flow that keeps sending keeps its entry past the timeout: its last
+	// packet's time is refreshed (at most once a second).
+	must(t, p.lb.SetSettings(maps.LBSettings{EncapSrc4: encap4, UDPTimeout: 1500 * time.Millisecond}))
+	p.runOut(t, pkt)
+	m = misses()
+	for range 10 { // 3 s, twice the timeout
+		time.Sleep(300 * time.Millisecond)
+		p.runOut(t, pkt)
+	}
+	if misses() != m {
+		t.Errorf("a UDP flow sending every 300 ms lost its entry with a 1.5 s timeout (misses %d → %d)", m, misses())
+	}
 }
 
 func TestCountersPerServiceAndBackend(t *testing.T) {

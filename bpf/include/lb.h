@@ -320,8 +320,6 @@ static __always_inline struct backend_info *usable(struct flow_state *st, __u32 
 		*now = flow_clock(fk, cfg);
 		if (cfg && cfg->udp_timeout_ns && (__s64)(*now - st->seen_ns) > (__s64)cfg->udp_timeout_ns)
 			return 0;
-		if ((__s64)(*now - st->seen_ns) > (__s64)SEEN_REFRESH_NS)
-			st->seen_ns = *now;
 	}
 	return b;
 }
@@ -362,6 +360,9 @@ static __always_inline struct backend_info *pick_backend(const struct flow_key *
 		id = *(volatile __u32 *)&st->backend;
 		b = usable(st, id, fk, svc, cfg, &now);
 		if (b) {
+			/* A UDP flow's (the one clock read, by usable) */
+			if (now && (__s64)(now - st->seen_ns) > (__s64)SEEN_REFRESH_NS)
+				st->seen_ns = now;
 			if (st->svc != sid)
 				st->svc = sid;
 			FLOW_STATS(hits);
