@@ -314,6 +314,18 @@ func settled(read func() uint64, want uint64) uint64 {
 	return v
 }
 
+// shutdownWithin starts tp.Shutdown with a context of d; its result
+// arrives on the channel.
+func shutdownWithin(tp *testProxy, d time.Duration) <-chan error {
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		shut <- tp.Shutdown(ctx)
+	}()
+	return shut
+}
+
 func TestShutdownWaitsForARequestInFlight(t *testing.T) {
 	tp := newTestProxy(t, Limits{})
 	release := make(chan struct{})
@@ -333,12 +345,7 @@ func TestShutdownWaitsForARequestInFlight(t *testing.T) {
 	busy := dialRaw(t, tp)
 	busy.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(100 * time.Millisecond)
-	shut := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		shut <- tp.Shutdown(ctx)
-	}()
+	shut := shutdownWithin(tp, 5*time.Second)
 	if !idle.closed() {
 		t.Error("an idle connection stayed open after Shutdown")
 	}
@@ -371,12 +378,7 @@ func TestShutdownPastItsDeadlineCutsOffARequestInFlight(t *testing.T) {
 	busy := dialRaw(t, tp)
 	busy.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(100 * time.Millisecond)
-	shut := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		defer cancel()
-		shut <- tp.Shutdown(ctx)
-	}()
+	shut := shutdownWithin(tp, 200*time.Millisecond)
 	select {
 	case err := <-shut:
 		if !errors.Is(err, context.DeadlineExceeded) {

@@ -140,6 +140,21 @@ func pinnedDatapath(t *testing.T) (*Datapath, string) {
 	return dp, dir
 }
 
+// reopenWithout removes the pin of map name from dir, as if an older
+// version had pinned the others, and opens the datapath again (closed when
+// the test ends): name, and name alone, must be made fresh.
+func reopenWithout(t *testing.T, dir, name string) *Datapath {
+	t.Helper()
+	must(t, os.Remove(filepath.Join(dir, "maps", name)))
+	dp, err := OpenDatapath(DatapathOptions{PinDir: dir, ACLMaxEntries: 1024})
+	must(t, err)
+	t.Cleanup(func() { dp.Close() })
+	if !slices.Equal(dp.Fresh, []string{name}) {
+		t.Fatalf("fresh maps %v, want %s only", dp.Fresh, name)
+	}
+	return dp
+}
+
 func TestDatapathMapsSurviveReopen(t *testing.T) {
 	dp, dir := pinnedDatapath(t)
 	a, err := dp.ACL()
@@ -297,13 +312,7 @@ func TestNewVIPFilterBesidePinnedVIPsIsFilled(t *testing.T) {
 	}
 	dp.Close()
 
-	must(t, os.Remove(filepath.Join(dir, "maps", bpf.XDPMapLbVipFilter)))
-	dp2, err := OpenDatapath(DatapathOptions{PinDir: dir, ACLMaxEntries: 1024})
-	must(t, err)
-	defer dp2.Close()
-	if !slices.Equal(dp2.Fresh, []string{bpf.XDPMapLbVipFilter}) {
-		t.Fatalf("fresh maps %v, want the VIP filter only", dp2.Fresh)
-	}
+	dp2 := reopenWithout(t, dir, bpf.XDPMapLbVipFilter)
 	if got := verdict(t, dp2, "198.51.100.1", vip.String(), 53); got != xdpTX {
 		t.Fatalf("packet to the VIP after the restart: verdict %d, want tx", got)
 	}

@@ -4,9 +4,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"slices"
 	"testing"
 
 	"github.com/sluicelb/sluice/bpf"
@@ -43,13 +40,7 @@ func TestNewServiceIDsBesidePinnedServicesAreFilled(t *testing.T) {
 	must(t, lb.flows.Put(fk, st))
 	dp.Close()
 
-	must(t, os.Remove(filepath.Join(dir, "maps", bpf.XDPMapLbSvcIds)))
-	dp2, err := OpenDatapath(DatapathOptions{PinDir: dir, ACLMaxEntries: 1024})
-	must(t, err)
-	defer dp2.Close()
-	if !slices.Equal(dp2.Fresh, []string{bpf.XDPMapLbSvcIds}) {
-		t.Fatalf("fresh maps %v, want lb_svc_ids only", dp2.Fresh)
-	}
+	dp2 := reopenWithout(t, dir, bpf.XDPMapLbSvcIds)
 	lb2 := dp2.LB()
 	var e bpf.XDPSvcEntry
 	must(t, lb2.svcIDs.Lookup(uint32(7), &e))
