@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluicelb/sluice/l7/accesslog"
+	"github.com/sluicelb/sluice/l7/fifopoll"
 	"github.com/sluicelb/sluice/l7/stats"
 	"github.com/sluicelb/sluice/l7/upstream"
 )
@@ -176,8 +177,9 @@ func (p *Proxy) serveHTTP1(c net.Conn, o h1opts) {
 	client, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 	h := &h1conn{p: p, c: c, h1opts: o, local: localAddrPort(c.LocalAddr()), remote: c.RemoteAddr().String(), client: client}
 	h.in.c = c
-	if tc, ok := c.(*net.TCPConn); ok {
-		h.in.rc, _ = tc.SyscallConn()
+	switch c.(type) {
+	case *fifopoll.Conn, *net.TCPConn: // a plain socket: served raw (serveRaw)
+		h.in.rc, _ = c.(syscall.Conn).SyscallConn()
 	}
 	h.br = h1Readers.Get().(*bufio.Reader)
 	h.br.Reset(&h.in)
@@ -214,7 +216,15 @@ func (p *Proxy) serveHTTP1(c net.Conn, o h1opts) {
 			}
 			h.endRequest()
 		case stepHandOver:
-			// net/http takes the connection with what is left in the buffer.
+			// net/http takes the connection with what is left in the
+			// buffer, back in Go's poller (splice for upgrades, as before).
+			if fc, ok := c.(*fifopoll.Conn); ok {
+				nc, err := fc.Release()
+				if err != nil {
+					return
+				}
+				c, h.in.c, h.in.rc = nc, nc, nil
+			}
 			_ = c.SetDeadline(time.Time{})
 			handedOver = true
 			o.handOver.push(&bufferedConn{Conn: c, br: h.br})
@@ -312,10 +322,10 @@ func (h *h1conn) endRequest() {
 // socket, the way nginx serves a connection from its event loop: a request
 // is read when the socket is readable, and once its answer is written the
 // connection waits for the next one without a read that would find nothing
-// (EAGAIN), which costs a syscall per request otherwise. Go's poller
-// forgets the readiness it saw when a read starts; inside the one RawConn.Read
-// it forgets nothing, however long the answer took: a request pipelined
-// meanwhile is read at once.
+// (EAGAIN), which costs a syscall per request otherwise. The poller (Go's,
+// or fifopoll's) forgets the readiness it saw when a RawConn.Read starts;
+// inside the one RawConn.Read it forgets nothing, however long the answer
+// took: a request pipelined meanwhile is read at once.
 //
 // It returns at a request whose body is not all in the buffer (stepServe:
 // the body is read while it streams to the upstream, by ordinary reads),

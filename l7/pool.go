@@ -8,6 +8,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sluicelb/sluice/l7/fifopoll"
 )
 
 // Plain-HTTP upstreams: the HTTP/1.1 loop (http1.go) forwards over keep-alive
@@ -47,8 +49,8 @@ func newPooledConn(c net.Conn) *pooledConn {
 //
 // A read right after the request would almost always find nothing (EAGAIN)
 // and only then wait: a syscall per request for nothing, which nginx does
-// not pay (it reads when epoll says so). Go's poller forgets the readiness
-// it saw before each wait starts, so the request is written from inside
+// not pay (it reads when epoll says so). The poller forgets the readiness it
+// saw before a RawConn.Read starts, so the request is written from inside
 // the wait (RawConn.Read calls its function once before waiting): whatever
 // the server sends after the request, the answer or a reset, is seen.
 func (pc *pooledConn) flushAwaiting() error {
@@ -144,7 +146,26 @@ func (rt *route) upstreamConn(ctx context.Context, addr string) (pc *pooledConn,
 	if err != nil {
 		return nil, false, err
 	}
-	return newPooledConn(c), false, nil
+	return newPooledConn(adopt(rt.tr.poll, c)), false, nil
+}
+
+// adopt moves a plain TCP connection (c, or the one a writeTimeoutConn
+// wraps) to the proxy's poller, which wakes connections in the order they
+// became ready (see fifopoll). A connection it cannot move stays as it is.
+func adopt(p *fifopoll.Poller, c net.Conn) net.Conn {
+	if w, ok := c.(*writeTimeoutConn); ok {
+		w.Conn = adopt(p, w.Conn)
+		return w
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok || p == nil {
+		return c
+	}
+	fc, err := p.Adopt(tc)
+	if err != nil {
+		return c
+	}
+	return fc
 }
 
 // forwardedValue is the Forwarded header: the client's element appended to

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/sluicelb/sluice/l7/accesslog"
+	"github.com/sluicelb/sluice/l7/fifopoll"
 	"github.com/sluicelb/sluice/l7/stats"
 	"github.com/sluicelb/sluice/l7/tlcp"
 	"github.com/sluicelb/sluice/l7/upstream"
@@ -55,7 +56,8 @@ type Proxy struct {
 	rp                *httputil.ReverseProxy
 	tlsConfig         *tls.Config
 	tlcpConfig        *tlcp.Config
-	h2                *http2.Server // HTTP/2 over TLCP
+	h2                *http2.Server    // HTTP/2 over TLCP
+	poll              *fifopoll.Poller // accepted clients and the loop's upstream connections wait here, served in the kernel's order
 	closed            chan struct{}
 	closeOnce         sync.Once
 }
@@ -73,7 +75,12 @@ func New(opts Options) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{log: opts.Logger, stats: opts.Stats, access: access, limits: opts.Limits.withDefaults(),
+	poll, err := fifopoll.New()
+	if err != nil {
+		access.Close()
+		return nil, err
+	}
+	p := &Proxy{log: opts.Logger, poll: poll, stats: opts.Stats, access: access, limits: opts.Limits.withDefaults(),
 		pools: map[string]*upstream.Pool{}, upstreams: map[string]*upstreamTransport{},
 		plain: newConnQueue(), secure: newConnQueue(), gm: newConnQueue(), closed: make(chan struct{})}
 	p.tab.Store(&table{endpoints: map[netip.AddrPort]*endpoint{}, tlsCerts: newCertSet(nil), tlcpCerts: newCertSet(nil)})
@@ -213,7 +220,20 @@ func (p *Proxy) Pool(name string) *upstream.Pool {
 // Serve accepts connections from a listener the intercept fills and hands
 // each to the server of its service's protocol. It returns when ln fails
 // or the proxy is closed.
+//
+// A TCP listener's connections are accepted straight into the proxy's
+// poller (fifopoll): they never enter Go's, which would cost a
+// registration, a duplicate and a deregistration each to move them.
 func (p *Proxy) Serve(ln net.Listener) error {
+	if tl, ok := ln.(*net.TCPListener); ok {
+		err := p.poll.Accept(tl, func(c *fifopoll.Conn) { p.dispatch(c) })
+		select {
+		case <-p.closed:
+			return nil
+		default:
+			return err
+		}
+	}
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -240,6 +260,7 @@ func (p *Proxy) dispatch(c net.Conn) {
 	case ep == nil:
 		c.Close() // steered here, but the service is gone
 	case !ep.tls:
+		c = adopt(p.poll, c)
 		go p.serveHTTP1(c, h1opts{scheme: "http", probe: probeSocket, handOver: p.plain})
 	case t.tlcpCerts.def == nil:
 		go p.serveTLS(tls.Server(c, p.tlsConfig))
@@ -321,6 +342,7 @@ func (p *Proxy) Close() error {
 		}
 		p.mu.Unlock()
 		_ = p.access.Close()
+		_ = p.poll.Close()
 	})
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/emmansun/gmsm/smx509"
 
+	"github.com/sluicelb/sluice/l7/fifopoll"
 	"github.com/sluicelb/sluice/l7/tlcp"
 	"github.com/sluicelb/sluice/l7/upstream"
 )
@@ -26,6 +27,7 @@ type upstreamTransport struct {
 	h1, h2      *http.Transport
 	fast        *connPool // plain-HTTP upstreams: the HTTP/1.1 loop's connections
 	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	poll        *fifopoll.Poller // the proxy's: fast's connections wait through it
 }
 
 // transportFor returns the transport of an upstream config: the running one
@@ -35,7 +37,11 @@ func (p *Proxy) transportFor(uc upstream.Config) (*upstreamTransport, error) {
 	if old := p.upstreams[uc.Name]; old != nil && sameTransport(old.cfg, uc) {
 		return old, nil
 	}
-	return newUpstreamTransport(uc)
+	t, err := newUpstreamTransport(uc)
+	if t != nil {
+		t.poll = p.poll
+	}
+	return t, err
 }
 
 func sameTransport(a, b upstream.Config) bool {

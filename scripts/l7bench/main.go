@@ -44,6 +44,7 @@ var (
 	profile  = flag.String("profile", "", "directory for Sluice's cpu.pprof and mem.pprof")
 	proxyCPU = flag.Int("proxy-cpu", 1, "CPU the proxies run on")
 	loadCPU  = flag.Int("load-cpu", 0, "CPU wrk and the backend run on")
+	spread   = flag.Bool("latency", false, "print each round's latency distribution (wrk's 50/75/90/99%)")
 )
 
 // result is one contender's measurement.
@@ -223,6 +224,9 @@ func load(addr string) (float64, time.Duration, error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	if *spread {
+		fmt.Print(latencyRE.FindString(out))
+	}
 	return parseWrk(out)
 }
 
@@ -241,9 +245,10 @@ func wrk(url string, d time.Duration) (string, error) {
 }
 
 var (
-	rpsRE = regexp.MustCompile(`(?m)^Requests/sec:\s+([0-9.]+)`)
-	p99RE = regexp.MustCompile(`(?m)^\s+99%\s+([0-9.]+)(us|ms|s)\b`)
-	errRE = regexp.MustCompile(`(?m)^\s+Non-2xx or 3xx responses: (\d+)|^\s+Socket errors: .*`)
+	rpsRE     = regexp.MustCompile(`(?m)^Requests/sec:\s+([0-9.]+)`)
+	latencyRE = regexp.MustCompile(`(?m)^\s+50%.*\n(\s+\d+%.*\n)*`)
+	p99RE     = regexp.MustCompile(`(?m)^\s+99%\s+([0-9.]+)(us|ms|s)\b`)
+	errRE     = regexp.MustCompile(`(?m)^\s+Non-2xx or 3xx responses: (\d+)|^\s+Socket errors: .*`)
 )
 
 // parseWrk returns requests/s and the p99 latency of wrk --latency output;
