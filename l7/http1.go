@@ -87,6 +87,10 @@ type h1conn struct {
 	first, waiting, headerDeadline bool
 	vs                             *vserver
 	rt                             *route
+	// When serving it began, and whether an attempt at the upstream took
+	// that as its own start (see attemptStart).
+	start     time.Time
+	attempted bool
 
 	readDeadline time.Time // the client connection's, as last set
 
@@ -427,6 +431,7 @@ type h1result struct {
 // reports whether the connection stays open.
 func (h *h1conn) serve(vs *vserver, rt *route) bool {
 	start := time.Now()
+	h.start, h.attempted = start, false
 	q := &h.req
 	vs.stats.ConnOpen()
 	var res h1result
@@ -500,8 +505,8 @@ func (h *h1conn) attempt(rt *route, srv *upstream.Server, res *h1result) (bool, 
 	ss.ConnOpen()
 	defer func() { srv.Release(); ss.ConnClose() }()
 	readTimeout := rt.readTimeout
-	start := time.Now()
-	pc, err := h.exchangeHead(rt, addr, readTimeout)
+	start := h.attemptStart()
+	pc, err := h.exchangeHead(rt, addr, readTimeout, start)
 	took := time.Since(start)
 	if err != nil {
 		if !errors.Is(err, errClientGone) {
@@ -529,12 +534,24 @@ func (h *h1conn) attempt(rt *route, srv *upstream.Server, res *h1result) (bool, 
 	return true, nil
 }
 
+// attemptStart is when an attempt at the upstream begins: the first one
+// as serving the request did, a clock read saved per request (what came
+// between, a balancer's pick, takes well under a microsecond); a later one
+// now.
+func (h *h1conn) attemptStart() time.Time {
+	if h.attempted {
+		return time.Now()
+	}
+	h.attempted = true
+	return h.start
+}
+
 // exchangeHead writes the request to addr over a pooled connection and
 // reads the answer's head into h.resp, skipping interim (1xx) answers. An
 // idempotent request on a reused connection the server had closed is sent
 // again on a new one.
-func (h *h1conn) exchangeHead(rt *route, addr string, readTimeout time.Duration) (*pooledConn, error) {
-	for {
+func (h *h1conn) exchangeHead(rt *route, addr string, readTimeout time.Duration, now time.Time) (*pooledConn, error) {
+	for again := false; ; again = true {
 		pc, reused, err := rt.upstreamConn(context.Background(), addr)
 		if err != nil {
 			return nil, err
@@ -542,9 +559,11 @@ func (h *h1conn) exchangeHead(rt *route, addr string, readTimeout time.Duration)
 		// The wait's deadline is the sooner of the read timeout and the
 		// first client probe; awaitUpstream moves it on. (Writes have the
 		// upstream's write timeout: writeTimeoutConn.)
-		now := time.Now()
+		if again {
+			now = time.Now()
+		}
 		deadline := now.Add(readTimeout)
-		_ = pc.SetReadDeadline(sooner(deadline, now.Add(clientProbe)))
+		pc.setWaitDeadline(now, sooner(deadline, now.Add(clientProbe)))
 		h.writeUpstreamRequest(pc.bw)
 		if h.req.length > 0 {
 			err = h.sendBody(pc)
@@ -660,7 +679,7 @@ func (h *h1conn) awaitUpstream(pc *pooledConn, want int, deadline time.Time) err
 		if h.clientGone() {
 			return errClientGone
 		}
-		_ = pc.SetReadDeadline(sooner(deadline, now.Add(clientProbe)))
+		pc.setWaitDeadline(now, sooner(deadline, now.Add(clientProbe)))
 	}
 }
 

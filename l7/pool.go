@@ -23,6 +23,8 @@ type pooledConn struct {
 	bw    *bufio.Writer
 	rc    syscall.RawConn // the socket's; nil when c is not one
 	since time.Time
+	// readDeadline is the read deadline as last set (setWaitDeadline).
+	readDeadline time.Time
 
 	// flushAwaiting's state, and its function for rc.Read made once: a
 	// closure made per request would be allocated per request.
@@ -41,6 +43,18 @@ func newPooledConn(c net.Conn) *pooledConn {
 	}
 	pc.flushFn = pc.flushThenWait
 	return pc
+}
+
+// setWaitDeadline gives the wait for an answer the read deadline t, or
+// keeps the one set when that is no later than t and at least half as far
+// from now: moving a deadline costs a timer update, and a wait woken early
+// only looks at its client and waits on (awaitUpstream), never late.
+func (pc *pooledConn) setWaitDeadline(now, t time.Time) {
+	if d := pc.readDeadline; !d.After(t) && d.Sub(now) >= t.Sub(now)/2 {
+		return
+	}
+	pc.readDeadline = t
+	_ = pc.SetReadDeadline(t)
 }
 
 // flushAwaiting writes what bw holds, the end of a request, and waits until

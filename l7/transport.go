@@ -205,9 +205,9 @@ type writeTimeoutConn struct {
 }
 
 func (c *writeTimeoutConn) Write(b []byte) (int, error) {
-	now := time.Now()
-	if c.deadline.Sub(now) < c.timeout-min(c.timeout/10, time.Second) {
-		c.deadline = now.Add(c.timeout)
+	// time.Until reads one clock (the monotonic one), time.Now two.
+	if time.Until(c.deadline) < c.timeout-min(c.timeout/10, time.Second) {
+		c.deadline = time.Now().Add(c.timeout)
 		_ = c.Conn.SetWriteDeadline(c.deadline)
 	}
 	return c.Conn.Write(b)
