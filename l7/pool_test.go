@@ -128,3 +128,44 @@ func TestForwardedValueAppendsTheClientsElement(t *testing.T) {
 		}
 	}
 }
+
+// deadlineConn records the read deadlines set on it.
+type deadlineConn struct {
+	net.Conn
+	set []time.Time
+}
+
+func (c *deadlineConn) SetReadDeadline(t time.Time) error {
+	c.set = append(c.set, t)
+	return nil
+}
+
+func TestTheWaitDeadlineMovesOnlyWhenItWouldWakeLateOrFarTooEarly(t *testing.T) {
+	dc := &deadlineConn{}
+	pc := &pooledConn{Conn: dc}
+	now := time.Now()
+	for _, c := range []struct {
+		name      string
+		now, want time.Time
+		moved     bool
+	}{
+		{"first wait", now, now.Add(250 * time.Millisecond), true},
+		{"the one set is later than wanted", now, now.Add(100 * time.Millisecond), true},
+		{"the one set is 100 of 250 ms away", now, now.Add(250 * time.Millisecond), true},
+		{"the one set is 200 of 250 ms away", now.Add(50 * time.Millisecond), now.Add(300 * time.Millisecond), false},
+		{"the one set is 125 of 250 ms away", now.Add(125 * time.Millisecond), now.Add(375 * time.Millisecond), false},
+		{"the one set has passed", now.Add(time.Second), now.Add(1250 * time.Millisecond), true},
+	} {
+		before := len(dc.set)
+		pc.setWaitDeadline(c.now, c.want)
+		if moved := len(dc.set) > before; moved != c.moved {
+			t.Fatalf("%s: moved %v, want %v", c.name, moved, c.moved)
+		}
+		if c.moved && !dc.set[len(dc.set)-1].Equal(c.want) {
+			t.Fatalf("%s: set %v, want %v", c.name, dc.set[len(dc.set)-1], c.want)
+		}
+		if last := dc.set[len(dc.set)-1]; last.After(c.want) {
+			t.Fatalf("%s: the deadline in force, %v, is later than wanted", c.name, last.Sub(c.now))
+		}
+	}
+}
