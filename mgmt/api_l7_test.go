@@ -157,3 +157,40 @@ func TestL7BadInputChangesNothing(t *testing.T) {
 		t.Fatalf("service kept after a steering failure: %d", w.Code)
 	}
 }
+
+func TestL7ObjectVersionsGuardPutAndDelete(t *testing.T) {
+	e := newEnv(t)
+	if w := e.do(t, "PUT", "/v1/services/web", "application/json", l7SvcJSON); w.Code != http.StatusOK {
+		t.Fatalf("l7 service: %d %s", w.Code, w.Body)
+	}
+	for _, o := range []struct{ path, body string }{
+		{"/v1/upstreams/app", appUpstream},
+		{"/v1/vservers/site", siteVServer},
+	} {
+		if w := e.do(t, "PUT", o.path, "application/json", o.body); w.Code != http.StatusOK || w.Header().Get("ETag") != `"1"` {
+			t.Fatalf("PUT %s: %d %s %q", o.path, w.Code, w.Body, w.Header().Get("ETag"))
+		}
+		if w := e.do(t, "PUT", o.path, "application/json", o.body, "If-Match", `"7"`); w.Code != http.StatusPreconditionFailed {
+			t.Fatalf("PUT %s with a stale If-Match: %d", o.path, w.Code)
+		}
+		if w := e.do(t, "PUT", o.path, "application/json", o.body, "If-Match", `"1"`); w.Code != http.StatusOK || w.Header().Get("ETag") != `"2"` {
+			t.Fatalf("PUT %s with the current If-Match: %d %q", o.path, w.Code, w.Header().Get("ETag"))
+		}
+	}
+	// Deleted in the reverse order (the vserver uses the upstream).
+	for _, path := range []string{"/v1/vservers/site", "/v1/upstreams/app"} {
+		if w := e.do(t, "DELETE", path, "", "", "If-Match", `"1"`); w.Code != http.StatusPreconditionFailed {
+			t.Fatalf("DELETE %s with a stale If-Match: %d", path, w.Code)
+		}
+		if w := e.do(t, "DELETE", path, "", "", "If-Match", `"2"`); w.Code != http.StatusNoContent {
+			t.Fatalf("DELETE %s: %d %s", path, w.Code, w.Body)
+		}
+		if w := e.do(t, "DELETE", path, "", ""); w.Code != http.StatusNotFound {
+			t.Fatalf("DELETE %s again: %d", path, w.Code)
+		}
+	}
+	// A new object of the name starts at version 1 again.
+	if w := e.do(t, "PUT", "/v1/upstreams/app", "application/json", appUpstream); w.Code != http.StatusOK || w.Header().Get("ETag") != `"1"` {
+		t.Fatalf("PUT after DELETE: %d %q", w.Code, w.Header().Get("ETag"))
+	}
+}

@@ -187,6 +187,69 @@ func checkObjectVersion(d *L7State, key string, exists bool, ifMatch string) err
 	return checkIfMatch(exists, d.Versions[key], ifMatch)
 }
 
+// namedList is one kind of object the state keeps in a list by name, each
+// versioned under kind/name: virtual servers, upstreams, certificates.
+type namedList[T any] struct {
+	kind string
+	list func(d *L7State) *[]T
+	name func(T) string
+}
+
+var (
+	vserverList = namedList[l7.VServer]{"vserver",
+		func(d *L7State) *[]l7.VServer { return &d.VServers }, func(v l7.VServer) string { return v.Name }}
+	upstreamList = namedList[upstream.Config]{"upstream",
+		func(d *L7State) *[]upstream.Config { return &d.Upstreams }, func(u upstream.Config) string { return u.Name }}
+	certList = namedList[l7.Cert]{"cert",
+		func(d *L7State) *[]l7.Cert { return &d.Certs }, func(c l7.Cert) string { return c.Name }}
+)
+
+func (k namedList[T]) index(d *L7State, name string) int {
+	return slices.IndexFunc(*k.list(d), func(o T) bool { return k.name(o) == name })
+}
+
+// put adds o, or replaces the object of its name, once the version matches
+// ifMatch and check (if any) passes, and returns its new version.
+func (k namedList[T]) put(d *L7State, o T, ifMatch string, check func() error) (uint64, error) {
+	name := k.name(o)
+	i := k.index(d, name)
+	if err := checkObjectVersion(d, k.kind+"/"+name, i >= 0, ifMatch); err != nil {
+		return 0, err
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return 0, err
+		}
+	}
+	if l := k.list(d); i >= 0 {
+		(*l)[i] = o
+	} else {
+		*l = append(*l, o)
+	}
+	return bump(d, k.kind+"/"+name), nil
+}
+
+// delete removes the object named name once the version matches ifMatch
+// and check (if any) passes.
+func (k namedList[T]) delete(d *L7State, name, ifMatch string, check func() error) error {
+	i := k.index(d, name)
+	if i < 0 {
+		return errNotFound("no %s %q", k.kind, name)
+	}
+	if err := checkObjectVersion(d, k.kind+"/"+name, true, ifMatch); err != nil {
+		return err
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	l := k.list(d)
+	*l = slices.Delete(*l, i, i+1)
+	delete(d.Versions, k.kind+"/"+name)
+	return nil
+}
+
 // --- virtual servers
 
 // VServerView is a virtual server as the API shows it.
@@ -210,7 +273,7 @@ func (s *l7State) vserver(name string) (VServerView, error) {
 	var out VServerView
 	var err error
 	s.read(func(d *L7State) {
-		i := slices.IndexFunc(d.VServers, func(v l7.VServer) bool { return v.Name == name })
+		i := vserverList.index(d, name)
 		if i < 0 {
 			err = errNotFound("no vserver %q", name)
 			return
@@ -222,45 +285,26 @@ func (s *l7State) vserver(name string) (VServerView, error) {
 
 func (s *l7State) putVServer(v l7.VServer, ifMatch string) (VServerView, error) {
 	var out VServerView
+	if v.Locations == nil {
+		v.Locations = []l7.Location{}
+	}
 	err := s.edit(func(d *L7State) error {
-		i := slices.IndexFunc(d.VServers, func(o l7.VServer) bool { return o.Name == v.Name })
-		if err := checkObjectVersion(d, "vserver/"+v.Name, i >= 0, ifMatch); err != nil {
-			return err
-		}
-		if v.Locations == nil {
-			v.Locations = []l7.Location{}
-		}
-		if i >= 0 {
-			d.VServers[i] = v
-		} else {
-			d.VServers = append(d.VServers, v)
-		}
-		out = VServerView{VServer: v, Version: bump(d, "vserver/"+v.Name)}
-		return nil
+		version, err := vserverList.put(d, v, ifMatch, nil)
+		out = VServerView{VServer: v, Version: version}
+		return err
 	})
 	return out, err
 }
 
 func (s *l7State) deleteVServer(name, ifMatch string) error {
-	return s.edit(func(d *L7State) error {
-		i := slices.IndexFunc(d.VServers, func(o l7.VServer) bool { return o.Name == name })
-		if i < 0 {
-			return errNotFound("no vserver %q", name)
-		}
-		if err := checkObjectVersion(d, "vserver/"+name, true, ifMatch); err != nil {
-			return err
-		}
-		d.VServers = slices.Delete(d.VServers, i, i+1)
-		delete(d.Versions, "vserver/"+name)
-		return nil
-	})
+	return s.edit(func(d *L7State) error { return vserverList.delete(d, name, ifMatch, nil) })
 }
 
 // putLocation adds or replaces one location of a virtual server.
 func (s *l7State) putLocation(vs string, loc l7.Location) (VServerView, error) {
 	var out VServerView
 	err := s.edit(func(d *L7State) error {
-		i := slices.IndexFunc(d.VServers, func(o l7.VServer) bool { return o.Name == vs })
+		i := vserverList.index(d, vs)
 		if i < 0 {
 			return errNotFound("no vserver %q", vs)
 		}
@@ -279,7 +323,7 @@ func (s *l7State) putLocation(vs string, loc l7.Location) (VServerView, error) {
 func (s *l7State) deleteLocation(vs, name string) (VServerView, error) {
 	var out VServerView
 	err := s.edit(func(d *L7State) error {
-		i := slices.IndexFunc(d.VServers, func(o l7.VServer) bool { return o.Name == vs })
+		i := vserverList.index(d, vs)
 		if i < 0 {
 			return errNotFound("no vserver %q", vs)
 		}
@@ -296,10 +340,6 @@ func (s *l7State) deleteLocation(vs, name string) (VServerView, error) {
 }
 
 // --- upstreams
-
-func findUpstream(d *L7State, name string) int {
-	return slices.IndexFunc(d.Upstreams, func(u upstream.Config) bool { return u.Name == name })
-}
 
 // assignIDs gives every server without an id the next free one.
 func assignIDs(u *upstream.Config) {
@@ -333,7 +373,7 @@ func (s *l7State) upstream(name string) (upstream.Config, uint64, error) {
 	var version uint64
 	var err error
 	s.read(func(d *L7State) {
-		i := findUpstream(d, name)
+		i := upstreamList.index(d, name)
 		if i < 0 {
 			err = errNotFound("no upstream %q", name)
 			return
@@ -345,46 +385,30 @@ func (s *l7State) upstream(name string) (upstream.Config, uint64, error) {
 
 func (s *l7State) putUpstream(u upstream.Config, ifMatch string) (uint64, error) {
 	var version uint64
-	err := s.edit(func(d *L7State) error {
-		i := findUpstream(d, u.Name)
-		if err := checkObjectVersion(d, "upstream/"+u.Name, i >= 0, ifMatch); err != nil {
-			return err
-		}
-		assignIDs(&u)
-		if i >= 0 {
-			d.Upstreams[i] = u
-		} else {
-			d.Upstreams = append(d.Upstreams, u)
-		}
-		version = bump(d, "upstream/"+u.Name)
-		return nil
+	assignIDs(&u)
+	err := s.edit(func(d *L7State) (err error) {
+		version, err = upstreamList.put(d, u, ifMatch, nil)
+		return err
 	})
 	return version, err
 }
 
 func (s *l7State) deleteUpstream(name, ifMatch string) error {
 	return s.edit(func(d *L7State) error {
-		i := findUpstream(d, name)
-		if i < 0 {
-			return errNotFound("no upstream %q", name)
-		}
-		if err := checkObjectVersion(d, "upstream/"+name, true, ifMatch); err != nil {
-			return err
-		}
-		cfg := l7.Config{VServers: d.VServers}
-		if users := cfg.UpstreamUsers(name); len(users) > 0 {
-			return errConflict("upstream %q is used by %s", name, strings.Join(users, ", "))
-		}
-		d.Upstreams = slices.Delete(d.Upstreams, i, i+1)
-		delete(d.Versions, "upstream/"+name)
-		return nil
+		return upstreamList.delete(d, name, ifMatch, func() error {
+			cfg := l7.Config{VServers: d.VServers}
+			if users := cfg.UpstreamUsers(name); len(users) > 0 {
+				return errConflict("upstream %q is used by %s", name, strings.Join(users, ", "))
+			}
+			return nil
+		})
 	})
 }
 
 // editServers changes an upstream's server list.
 func (s *l7State) editServers(name string, fn func(u *upstream.Config) error) error {
 	return s.edit(func(d *L7State) error {
-		i := findUpstream(d, name)
+		i := upstreamList.index(d, name)
 		if i < 0 {
 			return errNotFound("no upstream %q", name)
 		}
@@ -471,7 +495,7 @@ func (s *l7State) cert(name string) (CertView, error) {
 	var out CertView
 	var err error
 	s.read(func(d *L7State) {
-		i := slices.IndexFunc(d.Certs, func(c l7.Cert) bool { return c.Name == name })
+		i := certList.index(d, name)
 		if i < 0 {
 			err = errNotFound("no cert %q", name)
 			return
@@ -484,37 +508,15 @@ func (s *l7State) cert(name string) (CertView, error) {
 func (s *l7State) putCert(c l7.Cert, ifMatch string) (CertView, error) {
 	var out CertView
 	err := s.edit(func(d *L7State) error {
-		i := slices.IndexFunc(d.Certs, func(o l7.Cert) bool { return o.Name == c.Name })
-		if err := checkObjectVersion(d, "cert/"+c.Name, i >= 0, ifMatch); err != nil {
-			return err
-		}
-		if err := c.Validate(); err != nil {
-			return l7Error(err)
-		}
-		if i >= 0 {
-			d.Certs[i] = c
-		} else {
-			d.Certs = append(d.Certs, c)
-		}
-		out = certView(c, bump(d, "cert/"+c.Name))
-		return nil
+		version, err := certList.put(d, c, ifMatch, func() error { return l7Error(c.Validate()) })
+		out = certView(c, version)
+		return err
 	})
 	return out, err
 }
 
 func (s *l7State) deleteCert(name, ifMatch string) error {
-	return s.edit(func(d *L7State) error {
-		i := slices.IndexFunc(d.Certs, func(o l7.Cert) bool { return o.Name == name })
-		if i < 0 {
-			return errNotFound("no cert %q", name)
-		}
-		if err := checkObjectVersion(d, "cert/"+name, true, ifMatch); err != nil {
-			return err
-		}
-		d.Certs = slices.Delete(d.Certs, i, i+1)
-		delete(d.Versions, "cert/"+name)
-		return nil
-	})
+	return s.edit(func(d *L7State) error { return certList.delete(d, name, ifMatch, nil) })
 }
 
 // --- access log
