@@ -284,48 +284,17 @@ func (s *Server) postServer() http.HandlerFunc {
 	}
 }
 
-// serverPatch changes the fields it names.
-type serverPatch struct {
-	Addr        *string            `json:"addr,omitempty"`
-	Weight      *int               `json:"weight,omitempty"`
-	MaxFails    *int               `json:"max_fails,omitempty"`
-	FailTimeout *upstream.Duration `json:"fail_timeout,omitempty"`
-	Backup      *bool              `json:"backup,omitempty"`
-	Down        *bool              `json:"down,omitempty"`
-}
-
-func (p serverPatch) apply(sc *upstream.ServerConfig) {
-	if p.Addr != nil {
-		sc.Addr = *p.Addr
-	}
-	if p.Weight != nil {
-		sc.Weight = *p.Weight
-	}
-	if p.MaxFails != nil {
-		sc.MaxFails = *p.MaxFails
-	}
-	if p.FailTimeout != nil {
-		sc.FailTimeout = *p.FailTimeout
-	}
-	if p.Backup != nil {
-		sc.Backup = *p.Backup
-	}
-	if p.Down != nil {
-		sc.Down = *p.Down
-	}
-}
-
 func (s *Server) patchServer() http.HandlerFunc {
 	return s.l7Handler(func(w http.ResponseWriter, r *http.Request) (any, error) {
 		id, err := serverID(r)
 		if err != nil {
 			return nil, err
 		}
-		var p serverPatch
+		var p upstream.ServerPatch
 		if err := s.decodeJSON(w, r, &p); err != nil {
 			return nil, err
 		}
-		out, err := s.l7.patchServer(r.PathValue("name"), id, p.apply)
+		out, err := s.l7.patchServer(r.PathValue("name"), id, p.Apply)
 		if err != nil {
 			return nil, err
 		}

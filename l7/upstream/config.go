@@ -136,6 +136,39 @@ type ServerConfig struct {
 	Down bool `json:"down,omitempty"`
 }
 
+// ServerPatch changes one server (PATCH of the dynamic upstream API, in the
+// shape nginx's and OpenNJet's take): nil fields stay as they are.
+type ServerPatch struct {
+	Addr        *string   `json:"addr,omitempty"`
+	Weight      *int      `json:"weight,omitempty"`
+	MaxFails    *int      `json:"max_fails,omitempty"`
+	FailTimeout *Duration `json:"fail_timeout,omitempty"`
+	Backup      *bool     `json:"backup,omitempty"`
+	Down        *bool     `json:"down,omitempty"`
+}
+
+// Apply changes the fields of sc that p names.
+func (p ServerPatch) Apply(sc *ServerConfig) {
+	if p.Addr != nil {
+		sc.Addr = *p.Addr
+	}
+	if p.Weight != nil {
+		sc.Weight = *p.Weight
+	}
+	if p.MaxFails != nil {
+		sc.MaxFails = *p.MaxFails
+	}
+	if p.FailTimeout != nil {
+		sc.FailTimeout = *p.FailTimeout
+	}
+	if p.Backup != nil {
+		sc.Backup = *p.Backup
+	}
+	if p.Down != nil {
+		sc.Down = *p.Down
+	}
+}
+
 // TLSConfig is how the proxy speaks TLS or TLCP to the servers of a pool.
 // This package only carries and validates it; the proxy builds the dialer.
 // Certificates and keys are PEM.

@@ -17,6 +17,7 @@ type (
 	Upstream       = upstream.Config
 	UpstreamTLS    = upstream.TLSConfig
 	Server         = upstream.ServerConfig
+	ServerPatch    = upstream.ServerPatch // nil fields stay as they are
 	Cert           = l7.Cert
 	AccessLog      = accesslog.Config
 	AccessLogStats = accesslog.Stats
@@ -41,16 +42,6 @@ type UpstreamView struct {
 	Upstream
 	Servers []ServerView `json:"servers"`
 	Version uint64       `json:"version"`
-}
-
-// ServerPatch changes one server of an upstream; nil fields stay as they are.
-type ServerPatch struct {
-	Addr        *string   `json:"addr,omitempty"`
-	Weight      *int      `json:"weight,omitempty"`
-	MaxFails    *int      `json:"max_fails,omitempty"`
-	FailTimeout *Duration `json:"fail_timeout,omitempty"`
-	Backup      *bool     `json:"backup,omitempty"`
-	Down        *bool     `json:"down,omitempty"`
 }
 
 // CertView is a certificate as the daemon reports it: never its keys.
