@@ -577,19 +577,18 @@ func (h *h1conn) exchangeHead(rt *route, addr string, readTimeout time.Duration,
 		}
 		for err == nil {
 			var n int
-			n, err = readHead(pc.br, func(want int) error { return h.awaitUpstream(pc, want, deadline) })
+			var bareLF bool
+			n, bareLF, err = readUpstreamHead(pc.br, func(want int) error { return h.awaitUpstream(pc, want, deadline) })
 			if err == nil {
-				err = h.resp.parse(pc.br, n)
+				err = h.resp.parse(pc.br, n, bareLF)
 				_, _ = pc.br.Discard(n)
 			}
 			if err != nil || h.resp.status >= 200 || h.resp.status == 101 {
 				break
 			}
 		}
-		if (err == nil && h.resp.status == 101) || errors.Is(err, errHandOver) {
-			// 101 was never asked for (the request had no Upgrade); a line
-			// ending in a bare LF is not RFC 9112.
-			err = errBadUpstream
+		if err == nil && h.resp.status == 101 {
+			err = errBadUpstream // never asked for: the request had no Upgrade
 		}
 		if err == nil {
 			return pc, nil

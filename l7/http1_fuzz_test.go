@@ -75,16 +75,21 @@ func FuzzResponseHead(f *testing.F) {
 		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+		"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+		"HTTP/1.1 200 OK\nX-A: 1\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX-Folded: a\r\n  b\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\nX-Folded: a\n\tb\n\n",
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		br, n, ok := headOf(data)
-		if !ok {
+		br := bufio.NewReaderSize(bytes.NewReader(data), h1BufSize)
+		n, bareLF, err := readUpstreamHead(br, func(int) error { return nil })
+		if err != nil {
 			return
 		}
 		var r h1response
-		if r.parse(br, n) != nil {
+		if r.parse(br, n, bareLF) != nil {
 			return
 		}
 		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(data[:n])), &http.Request{Method: "GET"})

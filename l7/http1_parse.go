@@ -7,6 +7,7 @@ package l7
 
 import (
 	"bufio"
+	"bytes"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -20,6 +21,18 @@ import (
 // read that may block. A line ending in a bare LF is errHandOver: net/http
 // accepts it leniently, this loop does not parse it.
 func readHead(br *bufio.Reader, fill func(int) error) (int, error) {
+	n, _, err := scanHead(br, fill, false)
+	return n, err
+}
+
+// readUpstreamHead is readHead for an upstream's answer, which may end its
+// lines in a bare LF (RFC 9112 2.2 lets a recipient accept one, and nginx
+// does): bareLF says it did, for h1response.parse.
+func readUpstreamHead(br *bufio.Reader, fill func(int) error) (n int, bareLF bool, err error) {
+	return scanHead(br, fill, true)
+}
+
+func scanHead(br *bufio.Reader, fill func(int) error, lenient bool) (n int, bareLF bool, err error) {
 	scanned := 0
 	for {
 		buf, _ := br.Peek(br.Buffered())
@@ -28,23 +41,53 @@ func readHead(br *bufio.Reader, fill func(int) error) (int, error) {
 				continue
 			}
 			if i == 0 || buf[i-1] != '\r' {
-				return 0, errHandOver
+				if !lenient {
+					return 0, false, errHandOver
+				}
+				bareLF = true
+				if i >= 1 && buf[i-1] == '\n' { // LF LF: the empty line
+					return i + 1, true, nil
+				}
+				continue
 			}
-			if i >= 3 && buf[i-2] == '\n' && buf[i-3] == '\r' {
-				return i + 1, nil
+			if i >= 2 && buf[i-2] == '\n' && (bareLF || (i >= 3 && buf[i-3] == '\r')) {
+				return i + 1, bareLF, nil
 			}
 		}
 		scanned = len(buf)
 		if len(buf) >= br.Size() {
-			return 0, errHeadTooLarge
+			return 0, false, errHeadTooLarge
 		}
 		if err := fill(len(buf) + 1); err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		if _, err := br.Peek(len(buf) + 1); err != nil {
-			return 0, err
+			return 0, false, err
 		}
 	}
+}
+
+// canonicalHead rewrites a head with bare-LF line ends or obs-fold
+// (continuation lines) into the form the parsers read: every line ending
+// in CRLF, each fold replaced by one space, as RFC 9112 5.2 has a proxy do
+// before it forwards the answer.
+func canonicalHead(head []byte) string {
+	var lines [][]byte
+	for _, line := range bytes.Split(head, []byte("\n")) {
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		switch {
+		case len(line) == 0: // the empty line: the end
+			return string(append(bytes.Join(lines, []byte("\r\n")), "\r\n\r\n"...))
+		case len(lines) > 1 && (line[0] == ' ' || line[0] == '\t'):
+			// A fold: the field's value goes on after one space. (Not
+			// after the status line: that is not a field.)
+			last := &lines[len(lines)-1]
+			*last = append(append(*last, ' '), bytes.TrimLeft(line, " \t")...)
+		default:
+			lines = append(lines, bytes.Clone(line))
+		}
+	}
+	return string(bytes.Join(lines, []byte("\r\n"))) // no end: the parser says so
 }
 
 // h1request is a parsed request head; every string is a substring of head.
@@ -162,9 +205,23 @@ type h1response struct {
 	bodyOpen bool  // neither length nor chunked: the body ends when the upstream closes
 }
 
-func (r *h1response) parse(br *bufio.Reader, n int) error {
+// parse parses the n-byte head at the start of br's buffer (readUpstreamHead
+// says whether its lines may end in a bare LF). A head with bare LFs or
+// with folded lines (obs-fold) is parsed in its canonical form.
+func (r *h1response) parse(br *bufio.Reader, n int, bareLF bool) error {
 	buf, _ := br.Peek(n)
-	*r = h1response{headers: r.headers[:0], named: r.named[:0], head: string(buf), length: -1}
+	if bareLF {
+		return r.parseHead(canonicalHead(buf))
+	}
+	err := r.parseHead(string(buf))
+	if err != nil && (bytes.Contains(buf, []byte("\n ")) || bytes.Contains(buf, []byte("\n\t"))) {
+		return r.parseHead(canonicalHead(buf))
+	}
+	return err
+}
+
+func (r *h1response) parseHead(head string) error {
+	*r = h1response{headers: r.headers[:0], named: r.named[:0], head: head, length: -1}
 	line, rest := cutLine(r.head)
 	proto, rem, ok := cutByte(line, ' ')
 	if !ok || (proto != "HTTP/1.1" && proto != "HTTP/1.0") || len(rem) < 3 {

@@ -304,6 +304,45 @@ func TestAMalformedUpstreamAnswerIs502(t *testing.T) {
 	}
 }
 
+// TestUpstreamHeadsWithBareLFAndFoldsAreRelayedCanonically: an upstream
+// that ends its lines in a bare LF or folds a header (obs-fold) is
+// answered, as nginx does, the folded value joined by one space (RFC 9112
+// 5.2); a fold of the status line and a bad head are 502s, and the client's
+// connection stays usable.
+func TestUpstreamHeadsWithBareLFAndFoldsAreRelayedCanonically(t *testing.T) {
+	answers := map[string]string{
+		"/lf":       "HTTP/1.1 200 OK\nX-A: 1\nContent-Length: 2\n\nok",
+		"/mixed":    "HTTP/1.1 200 OK\nX-A: 1\r\nContent-Length: 2\n\r\nok",
+		"/fold":     "HTTP/1.1 200 OK\r\nX-A: 1\r\n  and more\r\n\tand the rest\r\nContent-Length: 2\r\n\r\nok",
+		"/lf-fold":  "HTTP/1.1 200 OK\nX-A: 1\n and more\nContent-Length: 2\n\nok",
+		"/badfold":  "HTTP/1.1 200 OK\r\n X-A: 1\r\nContent-Length: 2\r\n\r\nok", // a fold of the status line
+		"/lf-twice": "HTTP/1.1 200 OK\nContent-Length: 2\nContent-Length: 3\n\nok",
+	}
+	want := map[string]struct {
+		status int
+		xa     string
+	}{
+		"/lf": {200, "1"}, "/mixed": {200, "1"}, "/fold": {200, "1 and more and the rest"}, "/lf-fold": {200, "1 and more"},
+		"/badfold": {502, ""}, "/lf-twice": {502, ""},
+	}
+	tp, _ := rawProxy(t, func(head string) string {
+		path := strings.Fields(head)[1]
+		return answers[path]
+	})
+	rc := dialRaw(t, tp)
+	for _, path := range []string{"/lf", "/mixed", "/fold", "/lf-fold", "/badfold", "/lf", "/lf-twice"} {
+		rc.send("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, body := rc.read("GET")
+		w := want[path]
+		if resp.StatusCode != w.status {
+			t.Fatalf("%s: status %d, want %d", path, resp.StatusCode, w.status)
+		}
+		if w.status == 200 && (resp.Header.Get("X-A") != w.xa || body != "ok") {
+			t.Fatalf("%s: X-A %q body %q, want %q %q", path, resp.Header.Get("X-A"), body, w.xa, "ok")
+		}
+	}
+}
+
 // settled returns what read returns once it is want, or after two seconds:
 // the counters are updated just after the answer is out.
 func settled(read func() uint64, want uint64) uint64 {
