@@ -46,6 +46,8 @@ type Poller struct {
 	free   []int32
 	closed bool
 
+	closeOnce sync.Once
+
 	events []unix.EpollEvent
 	woken  []*side
 	done   chan struct{}
@@ -75,10 +77,22 @@ func New() (*Poller, error) {
 // Close stops the Poller. Conns still open see their waits fail; closing
 // them is still their owners' job.
 func (p *Poller) Close() error {
+	p.stop()
+	var err error
+	p.closeOnce.Do(func() {
+		err = p.file.Close() // ends run's wait
+		<-p.done
+	})
+	return err
+}
+
+// stop marks p closed and ends the waits of its connections: they fail
+// from then on.
+func (p *Poller) stop() {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return nil
+		return
 	}
 	p.closed = true
 	open := make([]*Conn, 0, len(p.slots))
@@ -93,9 +107,6 @@ func (p *Poller) Close() error {
 		c.rd.wake()
 		c.wr.wake()
 	}
-	err := p.file.Close() // ends run's wait
-	<-p.done
-	return err
 }
 
 // run waits for the epoll descriptor through Go's poller and dispatches
@@ -109,6 +120,10 @@ func (p *Poller) run() {
 				continue
 			}
 			if err != nil {
+				// Not expected while p is open (epfd stays valid until
+				// run returns): no connection would ever wake again, so
+				// they fail now instead.
+				p.stop()
 				return true
 			}
 			p.collect(p.events[:n])
