@@ -378,6 +378,12 @@ func (l l4lab) sluiceService(svc l4.Service, beMAC net.HardwareAddr) (func(), *e
 		return nil, nil, err
 	}
 	fail := func(err error) (func(), *ebpf.Program, error) { objs.Close(); return nil, nil, err }
+	// The ACL's index built, as the daemon has it before it attaches: an
+	// index never built sends every source to the host hash and the trie
+	// (a hash lookup and a trie lookup per packet the daemon never pays).
+	if _, err := maps.NewACLFromObjects(&objs); err != nil {
+		return fail(err)
+	}
 	lb, err := maps.NewLB(&objs)
 	if err != nil {
 		return fail(err)
