@@ -37,6 +37,7 @@ var (
 	backends = flag.Int("backends", 100, "l4: backends behind the VIP")
 	srcPorts = flag.Int("ports", 16384, "l4: distinct client source ports (a power of two), one flow each")
 	runs     = flag.Int("runs", 3, "l4: runs of -packets frames per contender; the best rate counts")
+	flowTab  = flag.Uint("flow-table", 0, "l4: Sluice's connection-table size (0: the default, as sluice serve --flow-table-size)")
 )
 
 const xdpTXCode = 3
@@ -374,7 +375,14 @@ func (l l4lab) sluice(mode l4.Mode, beMAC net.HardwareAddr) (func(), error) {
 func (l l4lab) sluiceService(svc l4.Service, beMAC net.HardwareAddr) (func(), *ebpf.Program, error) {
 	mode := svc.Mode
 	var objs bpf.XDPObjects
-	if err := bpf.LoadXDPObjects(&objs, nil); err != nil {
+	spec, err := bpf.LoadXDP()
+	if err != nil {
+		return nil, nil, err
+	}
+	if *flowTab > 0 {
+		spec.Maps[bpf.XDPMapLbFlows].MaxEntries = uint32(*flowTab)
+	}
+	if err := spec.LoadAndAssign(&objs, nil); err != nil {
 		return nil, nil, err
 	}
 	fail := func(err error) (func(), *ebpf.Program, error) { objs.Close(); return nil, nil, err }
