@@ -2,10 +2,12 @@ package fifopoll
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -388,5 +390,55 @@ func TestAcceptServesConnectionsUntilTheListenerCloses(t *testing.T) {
 	}
 	if n := p.Registered(); n != 0 {
 		t.Fatalf("%d descriptors still registered", n)
+	}
+}
+
+// TestAcceptedAddressesReadAsGoListenersGiveThem: IPv6, and IPv4 clients
+// of a dual-stack listener, get the addresses Go's own Accept gives (the
+// proxy finds its endpoint and writes X-Forwarded-For from them).
+func TestAcceptedAddressesReadAsGoListenersGiveThem(t *testing.T) {
+	for _, c := range []struct{ listen, dial string }{
+		{"[::1]:0", "[::1]"},
+		{"[::]:0", "127.0.0.1"},
+	} {
+		ln, err := net.Listen("tcp", c.listen)
+		if err != nil {
+			t.Fatalf("listen %s: %v", c.listen, err)
+		}
+		// Go's own accept first, then fifopoll's, of two dials from one host.
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		d1, err := net.Dial("tcp", net.JoinHostPort(strings.Trim(c.dial, "[]"), port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		goConn, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := newPoller(t)
+		accepted := make(chan *Conn, 1)
+		go p.Accept(ln.(*net.TCPListener), func(fc *Conn) { accepted <- fc })
+		d2, err := net.Dial("tcp", net.JoinHostPort(strings.Trim(c.dial, "[]"), port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fc *Conn
+		select {
+		case fc = <-accepted:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: not accepted", c.listen)
+		}
+		if fc.LocalAddr().String() != goConn.LocalAddr().String() {
+			t.Errorf("%s: local %v, Go's accept gives %v", c.listen, fc.LocalAddr(), goConn.LocalAddr())
+		}
+		goHost, _, _ := net.SplitHostPort(goConn.RemoteAddr().String())
+		if want := net.JoinHostPort(goHost, fmt.Sprint(d2.LocalAddr().(*net.TCPAddr).Port)); fc.RemoteAddr().String() != want {
+			t.Errorf("%s: remote %v, want %v", c.listen, fc.RemoteAddr(), want)
+		}
+		fc.Close()
+		goConn.Close()
+		d1.Close()
+		d2.Close()
+		ln.Close()
 	}
 }
