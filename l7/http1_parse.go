@@ -284,11 +284,11 @@ func (r *h1response) framed(method string) bool {
 	return method == "HEAD" || r.noBody || !r.bodyOpen
 }
 
-// chunkSize parses a chunk-size line ("1a;ext=v\r\n").
+// chunkSize parses a chunk-size line without its end ("1a;ext=v").
 func chunkSize(line []byte) (int64, bool) {
 	var n int64
 	digits := 0
-	for _, b := range line[:len(line)-2] {
+	for _, b := range line {
 		var v byte
 		switch {
 		case '0' <= b && b <= '9':

@@ -98,12 +98,14 @@ func (h *h1conn) relayN(pc *pooledConn, n int64, readTimeout time.Duration) (int
 	return done, nil
 }
 
-// relayChunked relays a chunked body as it is, chunk lines, data and
-// trailers, parsing the sizes to know where it ends.
+// relayChunked relays a chunked body, chunk lines, data and trailers as
+// they are, parsing the sizes to know where it ends. Lines reach the client
+// ending in CRLF however the upstream ended them (a bare LF is accepted, as
+// in heads).
 func (h *h1conn) relayChunked(pc *pooledConn, readTimeout time.Duration) (int64, error) {
 	var data int64
 	for {
-		line, err := h.upstreamLine(pc, readTimeout)
+		line, n, err := h.upstreamLine(pc, readTimeout)
 		if err != nil {
 			return data, err
 		}
@@ -111,53 +113,69 @@ func (h *h1conn) relayChunked(pc *pooledConn, readTimeout time.Duration) (int64,
 		if !ok {
 			return data, errBadUpstream
 		}
-		if _, err := h.bw.Write(line); err != nil {
+		if !h.writeLine(line) {
 			return data, errClientWrite
 		}
-		_, _ = pc.br.Discard(len(line))
+		_, _ = pc.br.Discard(n)
 		if size == 0 {
 			for { // trailers, up to the empty line
-				line, err := h.upstreamLine(pc, readTimeout)
+				line, n, err := h.upstreamLine(pc, readTimeout)
 				if err != nil {
 					return data, err
 				}
-				_, werr := h.bw.Write(line)
-				_, _ = pc.br.Discard(len(line))
-				if werr != nil {
+				ok := h.writeLine(line)
+				_, _ = pc.br.Discard(n)
+				if !ok {
 					return data, errClientWrite
 				}
-				if len(line) == 2 {
+				if len(line) == 0 {
 					return data, nil
 				}
 			}
 		}
-		n, err := h.relayN(pc, size+2, readTimeout) // the data and its CRLF
-		data += max(0, n-2)
+		m, err := h.relayN(pc, size, readTimeout)
+		data += m
 		if err != nil {
 			return data, err
+		}
+		// The data's line end, and nothing before it.
+		if line, n, err = h.upstreamLine(pc, readTimeout); err != nil {
+			return data, err
+		}
+		if len(line) != 0 {
+			return data, errBadUpstream
+		}
+		_, _ = pc.br.Discard(n)
+		if !h.writeLine(nil) {
+			return data, errClientWrite
 		}
 	}
 }
 
-// upstreamLine returns the next line (through its CRLF) in pc's buffer,
-// without consuming it.
-func (h *h1conn) upstreamLine(pc *pooledConn, readTimeout time.Duration) ([]byte, error) {
+// writeLine writes line and a CRLF to the client.
+func (h *h1conn) writeLine(line []byte) bool {
+	_, _ = h.bw.Write(line)
+	_, err := h.bw.WriteString("\r\n")
+	return err == nil
+}
+
+// upstreamLine returns the next line in pc's buffer without its end (CRLF,
+// or a bare LF) and the length to consume with the end, without consuming
+// it.
+func (h *h1conn) upstreamLine(pc *pooledConn, readTimeout time.Duration) ([]byte, int, error) {
 	for {
 		buf, _ := pc.br.Peek(pc.br.Buffered())
 		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
-			if i == 0 || buf[i-1] != '\r' {
-				return nil, errBadUpstream
-			}
-			return buf[:i+1], nil
+			return bytes.TrimSuffix(buf[:i], []byte("\r")), i + 1, nil
 		}
 		if len(buf) >= maxChunkLine {
-			return nil, errBadUpstream
+			return nil, 0, errBadUpstream
 		}
 		if h.bw.Flush() != nil {
-			return nil, errClientWrite
+			return nil, 0, errClientWrite
 		}
 		if err := h.awaitUpstream(pc, len(buf)+1, time.Now().Add(readTimeout)); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 }

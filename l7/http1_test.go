@@ -2,6 +2,7 @@ package l7
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -305,10 +306,11 @@ func TestAMalformedUpstreamAnswerIs502(t *testing.T) {
 }
 
 // TestUpstreamHeadsWithBareLFAndFoldsAreRelayedCanonically: an upstream
-// that ends its lines in a bare LF or folds a header (obs-fold) is
-// answered, as nginx does, the folded value joined by one space (RFC 9112
-// 5.2); a fold of the status line and a bad head are 502s, and the client's
-// connection stays usable.
+// that ends its lines in a bare LF (heads and chunk lines) or folds a header
+// (obs-fold) is answered, as nginx does, the folded value joined by one
+// space (RFC 9112 5.2) and every line CRLF-ended; a fold of the status line
+// and a bad head are 502s, and the client's connection stays usable; a
+// chunk whose data runs past its size cuts the answer off.
 func TestUpstreamHeadsWithBareLFAndFoldsAreRelayedCanonically(t *testing.T) {
 	answers := map[string]string{
 		"/lf":       "HTTP/1.1 200 OK\nX-A: 1\nContent-Length: 2\n\nok",
@@ -317,20 +319,24 @@ func TestUpstreamHeadsWithBareLFAndFoldsAreRelayedCanonically(t *testing.T) {
 		"/lf-fold":  "HTTP/1.1 200 OK\nX-A: 1\n and more\nContent-Length: 2\n\nok",
 		"/badfold":  "HTTP/1.1 200 OK\r\n X-A: 1\r\nContent-Length: 2\r\n\r\nok", // a fold of the status line
 		"/lf-twice": "HTTP/1.1 200 OK\nContent-Length: 2\nContent-Length: 3\n\nok",
+		"/lf-chunks": "HTTP/1.1 200 OK\nX-A: 1\nTransfer-Encoding: chunked\nTrailer: X-T\n\n1\no\n1;e=1\r\nk\n0\nX-T: t\n\n",
+		"/overrun":   "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokX\r\n0\r\n\r\n",
 	}
 	want := map[string]struct {
 		status int
 		xa     string
 	}{
 		"/lf": {200, "1"}, "/mixed": {200, "1"}, "/fold": {200, "1 and more and the rest"}, "/lf-fold": {200, "1 and more"},
-		"/badfold": {502, ""}, "/lf-twice": {502, ""},
+		"/badfold": {502, ""}, "/lf-twice": {502, ""}, "/lf-chunks": {200, "1"},
 	}
 	tp, _ := rawProxy(t, func(head string) string {
 		path := strings.Fields(head)[1]
 		return answers[path]
 	})
 	rc := dialRaw(t, tp)
-	for _, path := range []string{"/lf", "/mixed", "/fold", "/lf-fold", "/badfold", "/lf", "/lf-twice"} {
+	var raw bytes.Buffer // what the client got, byte for byte
+	rc.br = bufio.NewReader(io.TeeReader(rc.c, &raw))
+	for _, path := range []string{"/lf", "/mixed", "/fold", "/lf-fold", "/badfold", "/lf", "/lf-twice", "/lf-chunks"} {
 		rc.send("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n")
 		resp, body := rc.read("GET")
 		w := want[path]
@@ -340,6 +346,24 @@ func TestUpstreamHeadsWithBareLFAndFoldsAreRelayedCanonically(t *testing.T) {
 		if w.status == 200 && (resp.Header.Get("X-A") != w.xa || body != "ok") {
 			t.Fatalf("%s: X-A %q body %q, want %q %q", path, resp.Header.Get("X-A"), body, w.xa, "ok")
 		}
+		if path == "/lf-chunks" && resp.Trailer.Get("X-T") != "t" {
+			t.Fatalf("%s: trailer %q", path, resp.Trailer.Get("X-T"))
+		}
+	}
+	// Every line the client got ends in CRLF (the 502s' text bodies aside).
+	got := bytes.ReplaceAll(raw.Bytes(), []byte("Bad Gateway\n"), nil)
+	for i, b := range got {
+		if b == '\n' && (i == 0 || got[i-1] != '\r') {
+			t.Fatalf("the client got a bare LF at byte %d:\n%q", i, got)
+		}
+	}
+	rc.send("GET /overrun HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(rc.br, nil)
+	if err == nil {
+		_, err = io.ReadAll(resp.Body)
+	}
+	if err == nil {
+		t.Fatal("a chunk that ran past its size was relayed whole")
 	}
 }
 
