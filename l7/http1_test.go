@@ -313,12 +313,12 @@ func TestAMalformedUpstreamAnswerIs502(t *testing.T) {
 // chunk whose data runs past its size cuts the answer off.
 func TestUpstreamHeadsWithBareLFAndFoldsAreRelayedCanonically(t *testing.T) {
 	answers := map[string]string{
-		"/lf":       "HTTP/1.1 200 OK\nX-A: 1\nContent-Length: 2\n\nok",
-		"/mixed":    "HTTP/1.1 200 OK\nX-A: 1\r\nContent-Length: 2\n\r\nok",
-		"/fold":     "HTTP/1.1 200 OK\r\nX-A: 1\r\n  and more\r\n\tand the rest\r\nContent-Length: 2\r\n\r\nok",
-		"/lf-fold":  "HTTP/1.1 200 OK\nX-A: 1\n and more\nContent-Length: 2\n\nok",
-		"/badfold":  "HTTP/1.1 200 OK\r\n X-A: 1\r\nContent-Length: 2\r\n\r\nok", // a fold of the status line
-		"/lf-twice": "HTTP/1.1 200 OK\nContent-Length: 2\nContent-Length: 3\n\nok",
+		"/lf":        "HTTP/1.1 200 OK\nX-A: 1\nContent-Length: 2\n\nok",
+		"/mixed":     "HTTP/1.1 200 OK\nX-A: 1\r\nContent-Length: 2\n\r\nok",
+		"/fold":      "HTTP/1.1 200 OK\r\nX-A: 1\r\n  and more\r\n\tand the rest\r\nContent-Length: 2\r\n\r\nok",
+		"/lf-fold":   "HTTP/1.1 200 OK\nX-A: 1\n and more\nContent-Length: 2\n\nok",
+		"/badfold":   "HTTP/1.1 200 OK\r\n X-A: 1\r\nContent-Length: 2\r\n\r\nok", // a fold of the status line
+		"/lf-twice":  "HTTP/1.1 200 OK\nContent-Length: 2\nContent-Length: 3\n\nok",
 		"/lf-chunks": "HTTP/1.1 200 OK\nX-A: 1\nTransfer-Encoding: chunked\nTrailer: X-T\n\n1\no\n1;e=1\r\nk\n0\nX-T: t\n\n",
 		"/overrun":   "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokX\r\n0\r\n\r\n",
 	}
