@@ -37,11 +37,7 @@ func (p *Proxy) transportFor(uc upstream.Config) (*upstreamTransport, error) {
 	if old := p.upstreams[uc.Name]; old != nil && sameTransport(old.cfg, uc) {
 		return old, nil
 	}
-	t, err := newUpstreamTransport(uc)
-	if t != nil {
-		t.poll = p.poll
-	}
-	return t, err
+	return newUpstreamTransport(uc, p.poll)
 }
 
 func sameTransport(a, b upstream.Config) bool {
@@ -56,7 +52,7 @@ func sameTLS(a, b *upstream.TLSConfig) bool {
 	return *a == *b
 }
 
-func newUpstreamTransport(uc upstream.Config) (*upstreamTransport, error) {
+func newUpstreamTransport(uc upstream.Config, poll *fifopoll.Poller) (*upstreamTransport, error) {
 	connect := time.Duration(uc.ConnectTimeout)
 	if connect <= 0 {
 		connect = upstream.DefaultConnectTimeout
@@ -103,7 +99,7 @@ func newUpstreamTransport(uc upstream.Config) (*upstreamTransport, error) {
 			ReadBufferSize:      32 << 10,
 		}
 	}
-	t := &upstreamTransport{cfg: uc, scheme: "http", readTimeout: read, h1: base(), h2: base(), dial: dial}
+	t := &upstreamTransport{cfg: uc, scheme: "http", readTimeout: read, h1: base(), h2: base(), dial: dial, poll: poll}
 	var h1, h2 http.Protocols
 	h1.SetHTTP1(true)
 	t.h1.Protocols = &h1

@@ -22,7 +22,6 @@ package fifopoll
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"sync"
 	"syscall"
@@ -235,5 +234,3 @@ func (p *Poller) Registered() int {
 	defer p.mu.Unlock()
 	return len(p.slots) - len(p.free)
 }
-
-func (p *Poller) String() string { return fmt.Sprintf("fifopoll(epoll %d)", p.epfd) }
