@@ -380,7 +380,7 @@ func (r *clientReader) Read(p []byte) (int, error) {
 		return r.c.Read(p)
 	}
 	for {
-		n, err := unix.Read(r.fd, p)
+		n, err := fifopoll.ReadFD(r.fd, p)
 		switch {
 		case err == unix.EINTR:
 			continue

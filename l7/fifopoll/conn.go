@@ -204,7 +204,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 		return 0, c.opError("read", err)
 	}
 	for {
-		n, err := unix.Read(c.fd, b)
+		n, err := ReadFD(c.fd, b)
 		switch {
 		case err == nil && n == 0:
 			return 0, io.EOF
@@ -232,7 +232,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 	}
 	done := 0
 	for done < len(b) {
-		n, err := unix.Write(c.fd, b[done:])
+		n, err := sysWrite(c.fd, b[done:])
 		switch {
 		case err == nil:
 			done += n

@@ -114,7 +114,7 @@ func (p *Poller) run() {
 	defer close(p.done)
 	dispatch := func(uintptr) bool {
 		for {
-			n, err := unix.EpollWait(p.epfd, p.events, 0)
+			n, err := sysEpollWait(p.epfd, p.events)
 			if err == unix.EINTR {
 				continue
 			}
