@@ -52,7 +52,7 @@ row "daemon RSS with 1M + 100k entries, MB" "$rss_mb" "—" "—" "≤ 150 MB"
 scripts/lab.sh down >/dev/null
 
 echo "== drop rate on veth, live-frames generator, the same 1M list"
-go run ./scripts/vethbench -list "$out/list.txt" -packets 4000000 | tee "$out/veth.txt"
+go run ./scripts/vethbench -list "$out/list.txt" -packets 4000000 -runs 3 | tee "$out/veth.txt"
 rate() { awk -v n="$1" '$1 == n { print $2 }' "$out/veth.txt"; }
 mpps() { awk -v r="$1" 'BEGIN { if (r ~ /^[0-9.]+$/) printf "%.2f", r / 1e6; else print "not measured" }'; }
 for peer in iptables_ipset nftables_set; do

@@ -36,7 +36,6 @@ var (
 	l4Encap  = netip.MustParsePrefix("10.97.1.0/24")
 	backends = flag.Int("backends", 100, "l4: backends behind the VIP")
 	srcPorts = flag.Int("ports", 16384, "l4: distinct client source ports (a power of two), one flow each")
-	runs     = flag.Int("runs", 3, "l4: rounds in which each contender runs -packets frames in turn; its best rate counts")
 	flowTab  = flag.Uint("flow-table", 0, "l4: Sluice's connection-table size (0: the default, as sluice serve --flow-table-size)")
 )
 
@@ -58,9 +57,6 @@ func backendAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 97, 0, b
 func runL4() error {
 	if *backends < 1 || *backends > 250 {
 		return fmt.Errorf("-backends %d: want 1..250", *backends)
-	}
-	if *runs < 1 {
-		return fmt.Errorf("-runs %d: want at least 1", *runs)
 	}
 	if *srcPorts < 1 || *srcPorts > 32768 || *srcPorts&(*srcPorts-1) != 0 {
 		return fmt.Errorf("-ports %d: want a power of two up to 32768", *srcPorts)
@@ -135,7 +131,8 @@ func runL4() error {
 	}
 	defer closeGen()
 	g := lab{gen: l.gen, rxIf: l.lbA}
-	contenders := []struct {
+	var cs []contender
+	for _, c := range []struct {
 		name  string
 		setup func() (func(), error)
 	}{
@@ -143,38 +140,19 @@ func runL4() error {
 		{"sluice_l2", func() (func(), error) { return l.sluice(l4.ModeDSRL2, beMAC) }},
 		{"nftables_dnat", l.nftDNAT},
 		{"xdp_redirect_only", l.redirectOnly},
-	}
-	// The contenders take turns, one run each per round, so that a drift of
-	// the machine's speed (minutes long on a shared VM) reaches them all
-	// alike; the best run of each counts, as a shared machine's noise only
-	// ever lowers a rate. One that cannot be set up is dropped.
-	best := make([]float64, len(contenders))
-	failed := make([]bool, len(contenders))
-	for range *runs {
-		for i, c := range contenders {
-			if failed[i] {
-				continue
-			}
+	} {
+		// Set up anew each run: the contenders share the lab's path.
+		cs = append(cs, contender{name: c.name, run: func() (float64, error) {
 			cleanup, err := c.setup()
 			if err != nil {
-				fmt.Fprintf(os.Stderr, "vethbench: %s: %v\n", c.name, err)
-				failed[i] = true
-				continue
+				return 0, setupError{err}
 			}
-			r, err := g.measureWith(gen, frame, genIdx, counter.count)
-			cleanup()
-			if err != nil {
-				return fmt.Errorf("%s: %w", c.name, err)
-			}
-			best[i] = max(best[i], r)
-		}
+			defer cleanup()
+			return g.measureWith(gen, frame, genIdx, counter.count)
+		}})
 	}
-	for i, c := range contenders {
-		if failed[i] {
-			fmt.Printf("%s not-measured\n", c.name)
-			continue
-		}
-		fmt.Printf("%s %.0f\n", c.name, best[i])
+	if err := bestOfRounds(cs); err != nil {
+		return err
 	}
 	closeCounter()
 	return l.runTCP(beMAC)
