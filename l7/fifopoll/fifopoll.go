@@ -157,11 +157,16 @@ func (p *Poller) collect(evs []unix.EpollEvent) {
 		if int(slot) >= len(p.slots) || p.gens[slot] != gen || p.slots[slot] == nil {
 			continue // the connection was closed since
 		}
+		// A side that holds its token already is skipped: its next wait
+		// returns at once and retries the call, which sees this event's
+		// readiness. Most events also say writable, for a write side
+		// nobody waits on; a skipped side costs no channel send and no
+		// place in the wake order.
 		c := p.slots[slot]
-		if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 && len(c.rd.ready) == 0 {
 			p.woken = append(p.woken, &c.rd)
 		}
-		if ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		if ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 && len(c.wr.ready) == 0 {
 			p.woken = append(p.woken, &c.wr)
 		}
 	}
