@@ -26,24 +26,33 @@ func newPoller(t *testing.T) *Poller {
 	return p
 }
 
-// pair returns an adopted connection and its loopback peer.
-func pair(t *testing.T, p *Poller) (*Conn, net.Conn) {
+// loopback returns the two ends of a TCP connection over loopback, both
+// closed when the test ends (closing one twice is harmless).
+func loopback(t *testing.T) (accepted, dialled *net.TCPConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	peer, err := net.Dial("tcp4", ln.Addr().String())
+	d, err := net.Dial("tcp4", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { peer.Close() })
-	c, err := ln.Accept()
+	t.Cleanup(func() { d.Close() })
+	a, err := ln.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc, err := p.Adopt(c.(*net.TCPConn))
+	t.Cleanup(func() { a.Close() })
+	return a.(*net.TCPConn), d.(*net.TCPConn)
+}
+
+// pair returns an adopted connection and its loopback peer.
+func pair(t *testing.T, p *Poller) (*Conn, net.Conn) {
+	t.Helper()
+	c, peer := loopback(t)
+	fc, err := p.Adopt(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,17 +317,8 @@ func TestPollerCloseEndsWaits(t *testing.T) {
 			t.Errorf("read: %v, want the poller's end", err)
 		}
 	})
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	d, err := net.Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if _, err := p.Adopt(d.(*net.TCPConn)); err == nil {
+	_, d := loopback(t)
+	if _, err := p.Adopt(d); err == nil {
 		t.Fatal("adopt after close succeeded")
 	}
 	if _, err := d.Write([]byte("x")); err != nil {

@@ -17,16 +17,13 @@ import (
 // proxy the raw calls halved the context switches.
 
 // ReadFD is read(2) for a nonblocking descriptor.
-func ReadFD(fd int, b []byte) (int, error) {
-	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
-}
+func ReadFD(fd int, b []byte) (int, error) { return rawIO(unix.SYS_READ, fd, b) }
 
-func sysWrite(fd int, b []byte) (int, error) {
-	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+func sysWrite(fd int, b []byte) (int, error) { return rawIO(unix.SYS_WRITE, fd, b) }
+
+// rawIO is read(2) or write(2), by trap, of b on fd.
+func rawIO(trap uintptr, fd int, b []byte) (int, error) {
+	n, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
 	if e != 0 {
 		return 0, e
 	}
