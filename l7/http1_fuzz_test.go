@@ -79,6 +79,7 @@ func FuzzResponseHead(f *testing.F) {
 		"HTTP/1.1 200 OK\nX-A: 1\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nX-Folded: a\r\n  b\r\nContent-Length: 0\r\n\r\n",
 		"HTTP/1.1 200 OK\nX-Folded: a\n\tb\n\n",
+		"HTTP/1.0 200\nTrAnsfer-EnCoding:Chunked   \n\n",
 	} {
 		f.Add([]byte(s))
 	}

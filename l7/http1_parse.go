@@ -267,6 +267,11 @@ func (r *h1response) parseHead(head string) error {
 		}
 		r.headers = append(r.headers, h1field{name, value})
 	}
+	if r.chunked && proto == "HTTP/1.0" {
+		// RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty
+		// framing (net/http reads it to the close, a client may not).
+		return errBadUpstream
+	}
 	r.noBody = code < 200 || code == 204 || code == 304
 	if r.chunked {
 		r.length = -1 // the chunks frame the body, not Content-Length

@@ -293,15 +293,27 @@ func TestConnectionHeadersAreHonouredAndStrippedBothWays(t *testing.T) {
 	}
 }
 
+// TestAMalformedUpstreamAnswerIs502: two lengths that disagree, and an
+// HTTP/1.0 answer with Transfer-Encoding, whose framing RFC 9112 6.1 calls
+// faulty.
 func TestAMalformedUpstreamAnswerIs502(t *testing.T) {
-	tp, _ := rawProxy(t, func(string) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok" })
-	rc := dialRaw(t, tp)
-	rc.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	if resp, _ := rc.read("GET"); resp.StatusCode != http.StatusBadGateway {
-		t.Fatalf("status %d, want 502", resp.StatusCode)
+	answers := map[string]string{
+		"/lengths": "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+		"/h10te":   "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
 	}
-	if n := settled(func() uint64 { return tp.Stats().Snapshot().VServers["v"].Responses.Status5xx }, 1); n != 1 {
-		t.Errorf("counted %d 5xx answers, want 1", n)
+	tp, _ := rawProxy(t, func(head string) string {
+		path := strings.Fields(head)[1]
+		return answers[path]
+	})
+	for path := range answers {
+		rc := dialRaw(t, tp)
+		rc.send("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, body := rc.read("GET"); resp.StatusCode != http.StatusBadGateway {
+			t.Errorf("%s: status %d %q, want 502", path, resp.StatusCode, body)
+		}
+	}
+	if n := settled(func() uint64 { return tp.Stats().Snapshot().VServers["v"].Responses.Status5xx }, 2); n != 2 {
+		t.Errorf("counted %d 5xx answers, want 2", n)
 	}
 }
 
