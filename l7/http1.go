@@ -459,10 +459,13 @@ func (h *h1conn) serve(vs *vserver, rt *route) bool {
 		locName, upName = rt.name, rt.upstream
 	}
 	if h.p.access.Enabled() {
-		h.p.access.Log(&accesslog.Entry{Time: start, RemoteAddr: h.remote, Method: q.method, Host: q.host, URI: q.target,
+		e := accesslog.Entry{Time: start, RemoteAddr: h.remote, Method: q.method, Host: q.host, URI: q.target,
 			Proto: "HTTP/1.1", TLS: h.tls, Status: s.Status, BytesIn: s.BytesIn, BytesOut: s.BytesOut, Duration: s.Duration,
 			UpstreamAddr: res.upstreamAddr, UpstreamTime: res.upstreamTime, Referer: q.referer,
-			UserAgent: q.userAgent, VServer: vs.name, Location: locName, Upstream: upName})
+			UserAgent: q.userAgent, VServer: vs.name, Location: locName, Upstream: upName}
+		// The log writes the entry later; the next request reuses the head's buffer.
+		ownStrings(&e.Method, &e.Host, &e.URI, &e.Referer, &e.UserAgent)
+		h.p.access.Log(&e)
 	}
 	return res.keep
 }

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -90,8 +91,39 @@ func canonicalHead(head []byte) string {
 	return string(bytes.Join(lines, []byte("\r\n"))) // no end: the parser says so
 }
 
-// h1request is a parsed request head; every string is a substring of head.
+// headCopy copies a head into *buf, grown only when a head is longer than
+// any before, and returns the copy as a string. The string aliases *buf,
+// so it and its substrings hold until the next headCopy into buf: a
+// connection parses its next head only after it is done with the last one
+// (what outlives it, an access log entry, takes copies: ownStrings).
+// A head read this way costs no allocation.
+func headCopy(buf *[]byte, head []byte) string {
+	*buf = append((*buf)[:0], head...)
+	return unsafe.String(unsafe.SliceData(*buf), len(*buf))
+}
+
+// ownStrings gives the strings one allocation of their own, for strings
+// that alias a buffer (headCopy) and must outlive it.
+func ownStrings(ss ...*string) {
+	n := 0
+	for _, s := range ss {
+		n += len(*s)
+	}
+	b := make([]byte, 0, n)
+	for _, s := range ss {
+		b = append(b, *s...)
+	}
+	all := unsafe.String(unsafe.SliceData(b), len(b))
+	for _, s := range ss {
+		n := len(*s)
+		*s, all = all[:n], all[n:]
+	}
+}
+
+// h1request is a parsed request head; every string is a substring of
+// head, which aliases buf (headCopy).
 type h1request struct {
+	buf                      []byte
 	head                     string
 	method, target, path     string
 	host, userAgent, referer string
@@ -109,7 +141,7 @@ type h1field struct{ name, value string }
 // whether the loop serves the request (see the top of this file).
 func (q *h1request) parse(br *bufio.Reader, n int) bool {
 	buf, _ := br.Peek(n)
-	*q = h1request{headers: q.headers[:0], named: q.named[:0], xff: q.xff[:0], head: string(buf)}
+	*q = h1request{buf: q.buf, headers: q.headers[:0], named: q.named[:0], xff: q.xff[:0], head: headCopy(&q.buf, buf)}
 	line, rest := cutLine(q.head)
 	method, rem, ok := cutByte(line, ' ')
 	if !ok || !isToken(method) {
@@ -191,8 +223,10 @@ func (q *h1request) parse(br *bufio.Reader, n int) bool {
 }
 
 // h1response is a parsed upstream response head; strings are substrings
-// of head.
+// of head, which aliases buf (headCopy) unless the head was rewritten
+// (canonicalHead).
 type h1response struct {
+	buf      []byte
 	head     string
 	status   int
 	reason   string
@@ -213,7 +247,7 @@ func (r *h1response) parse(br *bufio.Reader, n int, bareLF bool) error {
 	if bareLF {
 		return r.parseHead(canonicalHead(buf))
 	}
-	err := r.parseHead(string(buf))
+	err := r.parseHead(headCopy(&r.buf, buf))
 	if err != nil && (bytes.Contains(buf, []byte("\n ")) || bytes.Contains(buf, []byte("\n\t"))) {
 		return r.parseHead(canonicalHead(buf))
 	}
@@ -221,7 +255,7 @@ func (r *h1response) parse(br *bufio.Reader, n int, bareLF bool) error {
 }
 
 func (r *h1response) parseHead(head string) error {
-	*r = h1response{headers: r.headers[:0], named: r.named[:0], head: head, length: -1}
+	*r = h1response{buf: r.buf, headers: r.headers[:0], named: r.named[:0], head: head, length: -1}
 	line, rest := cutLine(r.head)
 	proto, rem, ok := cutByte(line, ' ')
 	if !ok || (proto != "HTTP/1.1" && proto != "HTTP/1.0") || len(rem) < 3 {

@@ -11,10 +11,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluicelb/sluice/l7/accesslog"
 	"github.com/sluicelb/sluice/l7/upstream"
 )
 
@@ -645,5 +647,65 @@ func TestAHeadSentAByteAtATimeIsCutOffAtTheHeaderTimeout(t *testing.T) {
 	}
 	if !rc.closed() {
 		t.Fatal("the connection is open")
+	}
+}
+
+// TestHeadsAreParsedWithoutAllocating: a request and an answer head are
+// copied into their connection's buffer, not into a new string each.
+func TestHeadsAreParsedWithoutAllocating(t *testing.T) {
+	reqHead := "GET /p?q=1 HTTP/1.1\r\nHost: shop.test\r\nUser-Agent: t\r\nX-Forwarded-For: 192.0.2.7\r\n\r\n"
+	respHead := "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n"
+	reqBr := bufio.NewReaderSize(strings.NewReader(reqHead), h1BufSize)
+	respBr := bufio.NewReaderSize(strings.NewReader(respHead), h1BufSize)
+	_, _ = reqBr.Peek(len(reqHead))
+	_, _ = respBr.Peek(len(respHead))
+	var q h1request
+	var r h1response
+	allocs := testing.AllocsPerRun(100, func() {
+		if !q.parse(reqBr, len(reqHead)) || r.parse(respBr, len(respHead), false) != nil {
+			t.Fatal("a head did not parse")
+		}
+	})
+	if allocs != 0 || q.host != "shop.test" || q.userAgent != "t" || r.status != 200 || r.length != 2 {
+		t.Errorf("%v allocations per request and answer; parsed host %q, agent %q, status %d, length %d",
+			allocs, q.host, q.userAgent, r.status, r.length)
+	}
+}
+
+// TestAccessLogEntriesOutliveTheReusedHead: pipelined requests reuse one
+// head buffer while their log entries wait for the writer; each line
+// still says its own request.
+func TestAccessLogEntriesOutliveTheReusedHead(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	addr, _ := rawBackend(t, func(string) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" })
+	path := t.TempDir() + "/access.log"
+	cfg := tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}},
+		pool("u", addr))
+	cfg.AccessLog = accesslog.Config{Enabled: true, Format: "template", Template: "$request_uri $http_user_agent", Path: path}
+	tp.apply(t, cfg)
+	const n = 50
+	var reqs strings.Builder
+	for i := range n {
+		fmt.Fprintf(&reqs, "GET /r%03d HTTP/1.1\r\nHost: x\r\nUser-Agent: ua%03d\r\n\r\n", i, i)
+	}
+	rc := dialRaw(t, tp)
+	rc.send(reqs.String())
+	for range n {
+		if resp, _ := rc.read("GET"); resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	var lines []string
+	for deadline := time.Now().Add(5 * time.Second); len(lines) < n && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		b, _ := os.ReadFile(path)
+		lines = strings.Split(strings.TrimSpace(string(b)), "\n")
+	}
+	if len(lines) != n {
+		t.Fatalf("%d log lines, want %d", len(lines), n)
+	}
+	for i, l := range lines {
+		if want := fmt.Sprintf("/r%03d ua%03d", i, i); l != want {
+			t.Errorf("line %d is %q, want %q", i, l, want)
+		}
 	}
 }
