@@ -92,8 +92,9 @@ int sluice_decap(struct xdp_md *ctx)
 		if ((void *)(in + 1) > data_end || out->version != 4 || out->ihl != 5 ||
 		    out->protocol != IPPROTO_IPIP || in->version != 4)
 			return XDP_PASS;
-		/* A fragmented outer packet is left to the stack to reassemble. */
-		if (out->frag_off & bpf_htons(0x2000 | 0x1fff))
+		/* A fragmented outer packet is left to the stack to reassemble,
+		 * and one whose header checksum is wrong to the stack to drop. */
+		if ((out->frag_off & bpf_htons(0x2000 | 0x1fff)) || ipv4_csum(out))
 			return XDP_PASS;
 		if (!is_local(&in->daddr, 4, 4)) {
 			count(DECAP_NOT_LOCAL, ctx);

@@ -46,7 +46,7 @@ type lbPath struct {
 	rec *l4.Reconciler
 }
 
-func loadLB(t *testing.T) *lbPath {
+func loadLB(t testing.TB) *lbPath {
 	t.Helper()
 	d := load(t)
 	lb, err := maps.NewLB(&d.objs)
@@ -496,6 +496,39 @@ func TestEchoRepliesForVIPs(t *testing.T) {
 	other := echo4(client4, netip.MustParseAddr("203.0.113.99"), layers.ICMPv4TypeEchoRequest, 55, false)
 	v, out = p.runOut(t, other)
 	expectFrame(t, "echo to another address", v, xdpPass, out, other)
+
+	// Requests the program does not answer in place go to the stack as
+	// they came: a fragment, a header checksum that is wrong, IPv4
+	// options, IPv6 extension headers.
+	req4 := func(change func(*layers.IPv4)) []byte {
+		ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 55, Protocol: layers.IPProtocolICMPv4, SrcIP: client4.AsSlice(), DstIP: vip4.AsSlice()}
+		change(ip)
+		return serialize(t, ether(layers.EthernetTypeIPv4), ip, &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0)}, payload())
+	}
+	hopByHop := func() []byte {
+		ip := &layers.IPv6{Version: 6, HopLimit: 55, NextHeader: layers.IPProtocolIPv6HopByHop, SrcIP: client6.AsSlice(), DstIP: vip6.AsSlice()}
+		ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeEchoRequest, 0)}
+		_ = ic.SetNetworkLayerForChecksum(ip)
+		hop := &layers.IPv6HopByHop{}
+		hop.NextHeader = layers.IPProtocolICMPv6
+		hop.Options = []*layers.IPv6HopByHopOption{{OptionType: 1, OptionLength: 4, OptionData: make([]byte, 4)}}
+		return serialize(t, ether(layers.EthernetTypeIPv6), ip, hop, ic, &layers.ICMPv6Echo{Identifier: 77, SeqNumber: 3}, payload())
+	}
+	for _, c := range []struct {
+		name string
+		pkt  []byte
+	}{
+		{"a first fragment", req4(func(ip *layers.IPv4) { ip.Flags = layers.IPv4MoreFragments })},
+		{"a later fragment", req4(func(ip *layers.IPv4) { ip.FragOffset = 185 })},
+		{"a bad header checksum", mutate(req4(func(*layers.IPv4) {}), func(b []byte) []byte { b[24] ^= 0xff; return b })},
+		{"IPv4 options", req4(func(ip *layers.IPv4) {
+			ip.Options = []layers.IPv4Option{{OptionType: 1}, {OptionType: 1}, {OptionType: 1}, {OptionType: 0}}
+		})},
+		{"an IPv6 extension header", hopByHop()},
+	} {
+		v, out := p.runOut(t, c.pkt)
+		expectFrame(t, "echo in "+c.name, v, xdpPass, out, c.pkt)
+	}
 }
 
 func TestTooBigForTheTunnelAnswersICMP(t *testing.T) {
@@ -593,18 +626,7 @@ func TestDecapRestoresTheClientsPacket(t *testing.T) {
 		must(t, err)
 		return int(ret), opts.DataOut
 	}
-	vipKey := func(a netip.Addr) bpf.XDPSvcKey {
-		k := bpf.XDPSvcKey{Family: 6}
-		if a.Is4() {
-			k.Family = 4
-			b := a.As4()
-			copy(k.Addr[:], b[:])
-		} else {
-			k.Addr = a.As16()
-		}
-		return k
-	}
-	must(t, objs.DecapVips.Put(vipKey(vip4), uint32(1)))
+	must(t, objs.DecapVips.Put(decapKey(vip4), uint32(1)))
 
 	for _, pkt := range [][]byte{tcp4(t, client4, 3000, vip4, 443, 50, true), tcp6(t, client6, 3000, vip6, 443, 50)} {
 		v, tunnelled := p.runOut(t, pkt)
@@ -616,7 +638,7 @@ func TestDecapRestoresTheClientsPacket(t *testing.T) {
 		if pkt[12] == 0x86 {
 			// vip6 is not local yet: passed untouched.
 			expectFrame(t, "decap not local", dv, xdpPass, out, tunnelled)
-			must(t, objs.DecapVips.Put(vipKey(vip6), uint32(1)))
+			must(t, objs.DecapVips.Put(decapKey(vip6), uint32(1)))
 			dv, out = decap(tunnelled)
 		}
 		expectFrame(t, "decap", dv, xdpPass, out, want)
@@ -625,6 +647,24 @@ func TestDecapRestoresTheClientsPacket(t *testing.T) {
 	plain := tcp4(t, client4, 3001, vip4, 443, 10, false)
 	dv, out := decap(plain)
 	expectFrame(t, "plain", dv, xdpPass, out, plain)
+	// A tunnel whose outer header checksum is wrong: the stack drops it.
+	_, tunnelled := p.runOut(t, tcp4(t, client4, 3002, vip4, 443, 10, false))
+	bad := mutate(tunnelled, func(b []byte) []byte { b[24] ^= 0xff; return b })
+	dv, out = decap(bad)
+	expectFrame(t, "bad outer checksum", dv, xdpPass, out, bad)
+}
+
+// decapKey is a VIP's key in decap_vips.
+func decapKey(a netip.Addr) bpf.XDPSvcKey {
+	k := bpf.XDPSvcKey{Family: 6}
+	if a.Is4() {
+		k.Family = 4
+		b := a.As4()
+		copy(k.Addr[:], b[:])
+	} else {
+		k.Addr = a.As16()
+	}
+	return k
 }
 
 // flowKey is the connection-table key of a TCP flow from client4 to vip4:443

@@ -30,7 +30,7 @@ type datapath struct {
 	stats  maps.Stats
 }
 
-func load(t *testing.T) *datapath {
+func load(t testing.TB) *datapath {
 	t.Helper()
 	d := &datapath{}
 	if err := bpf.LoadXDPObjects(&d.objs, nil); err != nil {
@@ -332,7 +332,7 @@ func TestListChangeTakesEffectOnNextPacket(t *testing.T) {
 	}
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

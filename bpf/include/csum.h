@@ -12,7 +12,8 @@ static __always_inline __u16 csum_fold(__u64 sum)
 	return ~sum;
 }
 
-/* ipv4_csum returns the checksum of a 20-byte IPv4 header whose check field is 0. */
+/* ipv4_csum returns the checksum of a 20-byte IPv4 header whose check field
+ * is 0; over a header with its checksum in place, 0 when that is right. */
 static __always_inline __u16 ipv4_csum(const void *hdr)
 {
 	const __u16 *w = hdr;

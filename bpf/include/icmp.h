@@ -57,7 +57,13 @@ static __always_inline void swap_macs(struct ethhdr *eth)
 }
 
 /* echo_reply turns an ICMP / ICMPv6 echo request to a VIP into its reply in
- * place and returns XDP_TX, or CONTINUE for anything else. */
+ * place and returns XDP_TX, or CONTINUE for anything else. It answers only
+ * a request whole in one packet with a plain IP header: not a fragment
+ * (its reply would be cut short), not IPv4 options or IPv6 extension
+ * headers (a reply would have to reverse them), and not an IPv4 header
+ * whose checksum is wrong (the reply's, updated from it, would be too);
+ * the stack gets the others, as it gets any packet for a VIP it does not
+ * own, and drops what is malformed. */
 static __always_inline int echo_reply(struct pkt *p)
 {
 	struct ethhdr *eth = p->data;
@@ -72,6 +78,8 @@ static __always_inline int echo_reply(struct pkt *p)
 		__be32 a;
 
 		if ((void *)(icmp + 1) > p->data_end || icmp->type != ICMP_ECHO || icmp->code)
+			return CONTINUE;
+		if (ip->ihl != 5 || (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) || ipv4_csum(ip))
 			return CONTINUE;
 		__builtin_memcpy(vip.addr, &ip->daddr, 4);
 		vip.family = 4;
@@ -95,6 +103,8 @@ static __always_inline int echo_reply(struct pkt *p)
 		__u16 old, new;
 
 		if ((void *)(icmp6 + 1) > p->data_end || icmp6->icmp6_type != ICMPV6_ECHO_REQUEST || icmp6->icmp6_code)
+			return CONTINUE;
+		if (ip6->nexthdr != IPPROTO_ICMPV6)
 			return CONTINUE;
 		__builtin_memcpy(vip.addr, &ip6->daddr, 16);
 		vip.family = 6;
