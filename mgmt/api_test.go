@@ -31,13 +31,13 @@ type testEnv struct {
 	steer  *fakeSteer
 }
 
-func newEnv(t *testing.T) *testEnv {
+func newEnv(t testing.TB) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
 	return newEnvAt(t, dir)
 }
 
-func newEnvAt(t *testing.T, dir string) *testEnv {
+func newEnvAt(t testing.TB, dir string) *testEnv {
 	t.Helper()
 	store, err := OpenStore(dir)
 	if err != nil {
