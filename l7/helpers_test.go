@@ -28,7 +28,7 @@ type testProxy struct {
 	addr netip.AddrPort
 }
 
-func newTestProxy(t *testing.T, limits Limits) *testProxy {
+func newTestProxy(t testing.TB, limits Limits) *testProxy {
 	t.Helper()
 	p, err := New(Options{Limits: limits})
 	if err != nil {
@@ -48,7 +48,7 @@ func (tp *testProxy) config(vss []VServer, ups ...upstream.Config) Config {
 	return Config{Endpoints: map[string]netip.AddrPort{"web": tp.addr}, VServers: vss, Upstreams: ups}
 }
 
-func (tp *testProxy) apply(t *testing.T, cfg Config) {
+func (tp *testProxy) apply(t testing.TB, cfg Config) {
 	t.Helper()
 	if err := tp.Apply(cfg); err != nil {
 		t.Fatal(err)

@@ -71,24 +71,32 @@ func scanHead(br *bufio.Reader, fill func(int) error, lenient bool) (n int, bare
 // canonicalHead rewrites a head with bare-LF line ends or obs-fold
 // (continuation lines) into the form the parsers read: every line ending
 // in CRLF, each fold replaced by one space, as RFC 9112 5.2 has a proxy do
-// before it forwards the answer.
-func canonicalHead(head []byte) string {
+// before it forwards the answer. It refuses (ok false) a head without its
+// empty line and a folded Content-Length or Transfer-Encoding: framing
+// that another reader may join differently (net/http keeps a fold's
+// trailing space in the value) is where a proxy and a client disagree on
+// where a body ends.
+func canonicalHead(head []byte) (_ string, ok bool) {
 	var lines [][]byte
 	for _, line := range bytes.Split(head, []byte("\n")) {
 		line = bytes.TrimSuffix(line, []byte("\r"))
 		switch {
 		case len(line) == 0: // the empty line: the end
-			return string(append(bytes.Join(lines, []byte("\r\n")), "\r\n\r\n"...))
+			return string(append(bytes.Join(lines, []byte("\r\n")), "\r\n\r\n"...)), true
 		case len(lines) > 1 && (line[0] == ' ' || line[0] == '\t'):
 			// A fold: the field's value goes on after one space. (Not
 			// after the status line: that is not a field.)
 			last := &lines[len(lines)-1]
+			if name, _, _ := bytes.Cut(*last, []byte(":")); bytes.EqualFold(name, []byte("content-length")) ||
+				bytes.EqualFold(name, []byte("transfer-encoding")) {
+				return "", false
+			}
 			*last = append(append(*last, ' '), bytes.TrimLeft(line, " \t")...)
 		default:
 			lines = append(lines, bytes.Clone(line))
 		}
 	}
-	return string(bytes.Join(lines, []byte("\r\n"))) // no end: the parser says so
+	return "", false
 }
 
 // headCopy copies a head into *buf, grown only when a head is longer than
@@ -245,13 +253,21 @@ type h1response struct {
 func (r *h1response) parse(br *bufio.Reader, n int, bareLF bool) error {
 	buf, _ := br.Peek(n)
 	if bareLF {
-		return r.parseHead(canonicalHead(buf))
+		return r.parseCanonical(buf)
 	}
 	err := r.parseHead(headCopy(&r.buf, buf))
 	if err != nil && (bytes.Contains(buf, []byte("\n ")) || bytes.Contains(buf, []byte("\n\t"))) {
-		return r.parseHead(canonicalHead(buf))
+		return r.parseCanonical(buf)
 	}
 	return err
+}
+
+func (r *h1response) parseCanonical(buf []byte) error {
+	head, ok := canonicalHead(buf)
+	if !ok {
+		return errBadUpstream
+	}
+	return r.parseHead(head)
 }
 
 func (r *h1response) parseHead(head string) error {

@@ -84,12 +84,46 @@ func (rc *rawClient) closed() bool {
 // returns, written as it is; it records the request heads it saw.
 func rawBackend(t *testing.T, fn func(head string) string) (addr string, heads chan string) {
 	t.Helper()
+	heads = make(chan string, 100)
+	addr = serveConns(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			var head strings.Builder
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				head.WriteString(line)
+				if line == "\r\n" {
+					break
+				}
+			}
+			select {
+			case heads <- head.String():
+			default:
+			}
+			resp := fn(head.String())
+			if _, err := io.WriteString(c, resp); err != nil {
+				return
+			}
+			if strings.Contains(resp, "Connection: close") || strings.HasPrefix(resp, "HTTP/1.0") {
+				return
+			}
+		}
+	})
+	return addr, heads
+}
+
+// serveConns listens on a loopback port until the test ends and runs
+// handle on each connection it accepts, which it then closes.
+func serveConns(t testing.TB, handle func(c net.Conn)) (addr string) {
+	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	heads = make(chan string, 100)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -98,35 +132,11 @@ func rawBackend(t *testing.T, fn func(head string) string) (addr string, heads c
 			}
 			go func() {
 				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					var head strings.Builder
-					for {
-						line, err := br.ReadString('\n')
-						if err != nil {
-							return
-						}
-						head.WriteString(line)
-						if line == "\r\n" {
-							break
-						}
-					}
-					select {
-					case heads <- head.String():
-					default:
-					}
-					resp := fn(head.String())
-					if _, err := io.WriteString(c, resp); err != nil {
-						return
-					}
-					if strings.Contains(resp, "Connection: close") || strings.HasPrefix(resp, "HTTP/1.0") {
-						return
-					}
-				}
+				handle(c)
 			}()
 		}
 	}()
-	return ln.Addr().String(), heads
+	return ln.Addr().String()
 }
 
 func rawProxy(t *testing.T, fn func(head string) string) (*testProxy, chan string) {
@@ -322,9 +332,10 @@ func TestAMalformedUpstreamAnswerIs502(t *testing.T) {
 // TestUpstreamHeadsWithBareLFAndFoldsAreRelayedCanonically: an upstream
 // that ends its lines in a bare LF (heads and chunk lines) or folds a header
 // (obs-fold) is answered, as nginx does, the folded value joined by one
-// space (RFC 9112 5.2) and every line CRLF-ended; a fold of the status line
-// and a bad head are 502s, and the client's connection stays usable; a
-// chunk whose data runs past its size cuts the answer off.
+// space (RFC 9112 5.2) and every line CRLF-ended; a fold of the status
+// line, of Content-Length or of Transfer-Encoding, and a bad head, are
+// 502s, and the client's connection stays usable; a chunk whose data runs
+// past its size cuts the answer off.
 func TestUpstreamHeadsWithBareLFAndFoldsAreRelayedCanonically(t *testing.T) {
 	answers := map[string]string{
 		"/lf":        "HTTP/1.1 200 OK\nX-A: 1\nContent-Length: 2\n\nok",
@@ -335,13 +346,15 @@ func TestUpstreamHeadsWithBareLFAndFoldsAreRelayedCanonically(t *testing.T) {
 		"/lf-twice":  "HTTP/1.1 200 OK\nContent-Length: 2\nContent-Length: 3\n\nok",
 		"/lf-chunks": "HTTP/1.1 200 OK\nX-A: 1\nTransfer-Encoding: chunked\nTrailer: X-T\n\n1\no\n1;e=1\r\nk\n0\nX-T: t\n\n",
 		"/overrun":   "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokX\r\n0\r\n\r\n",
+		"/fold-te":   "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n \r\n\r\n2\r\nok\r\n0\r\n\r\n", // framing is not folded
+		"/fold-cl":   "HTTP/1.1 200 OK\nContent-Length:\n 2\n\nok",
 	}
 	want := map[string]struct {
 		status int
 		xa     string
 	}{
 		"/lf": {200, "1"}, "/mixed": {200, "1"}, "/fold": {200, "1 and more and the rest"}, "/lf-fold": {200, "1 and more"},
-		"/badfold": {502, ""}, "/lf-twice": {502, ""}, "/lf-chunks": {200, "1"},
+		"/badfold": {502, ""}, "/lf-twice": {502, ""}, "/lf-chunks": {200, "1"}, "/fold-te": {502, ""}, "/fold-cl": {502, ""},
 	}
 	tp, _ := rawProxy(t, func(head string) string {
 		path := strings.Fields(head)[1]
@@ -350,7 +363,7 @@ func TestUpstreamHeadsWithBareLFAndFoldsAreRelayedCanonically(t *testing.T) {
 	rc := dialRaw(t, tp)
 	var raw bytes.Buffer // what the client got, byte for byte
 	rc.br = bufio.NewReader(io.TeeReader(rc.c, &raw))
-	for _, path := range []string{"/lf", "/mixed", "/fold", "/lf-fold", "/badfold", "/lf", "/lf-twice", "/lf-chunks"} {
+	for _, path := range []string{"/lf", "/mixed", "/fold", "/lf-fold", "/badfold", "/lf", "/lf-twice", "/lf-chunks", "/fold-te", "/fold-cl", "/lf"} {
 		rc.send("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n")
 		resp, body := rc.read("GET")
 		w := want[path]
