@@ -3,6 +3,7 @@ package l7
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -51,6 +52,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil && r.Body != http.NoBody {
 		x.body = &countingBody{rc: r.Body}
 		r.Body = x.body
+		if r.ProtoMajor == 1 {
+			cw.body = x.body
+		}
 	}
 	rt := vs.routeFor(r.URL.Path)
 	locName := ""
@@ -112,8 +116,9 @@ func tlsVersionName(v uint16) string {
 
 // rewrite prepares the outbound request: the client's address appended to
 // X-Forwarded-For and Forwarded, the scheme in X-Forwarded-Proto, the
-// Host the client asked for. ReverseProxy has already removed hop-by-hop
-// headers (Connection and the ones it names, Keep-Alive, TE, …).
+// Host the client asked for, its query unchanged. ReverseProxy has already
+// removed hop-by-hop headers (Connection and the ones it names,
+// Keep-Alive, TE, …).
 func rewrite(pr *httputil.ProxyRequest) {
 	in := pr.In
 	if xff, ok := in.Header["X-Forwarded-For"]; ok {
@@ -130,11 +135,16 @@ func rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Host = in.Host
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = "upstream" // the round trip picks the server
+	// The query as the client sent it, as nginx passes it and the loop
+	// does: ReverseProxy drops the parameters it cannot parse ("q%1",
+	// "a;b"), which the proxy never reads; the upstream judges them.
+	pr.Out.URL.RawQuery = in.URL.RawQuery
 }
 
 var (
 	errNoServer       = errors.New("no upstream server available")
 	errUpstreamTimout = errors.New("upstream timed out")
+	errBadRequestBody = errors.New("reading the request body")
 )
 
 // roundTrip sends one request to the location's upstream: pick a server,
@@ -158,7 +168,7 @@ func (p *Proxy) roundTrip(req *http.Request) (*http.Response, error) {
 		var err error
 		resp, err = p.attempt(req, x, tr, srv)
 		return err == nil, err
-	}, func(error) bool { return req.Context().Err() != nil || x.body.count() > 0 })
+	}, func(error) bool { return req.Context().Err() != nil || x.body.count() > 0 || x.body.failed() })
 	return resp, err
 }
 
@@ -217,6 +227,14 @@ func (p *Proxy) attempt(req *http.Request, x *exchange, tr *upstreamTransport, s
 	resp, err := tr.pick(out).RoundTrip(out)
 	stopped := timer.Stop()
 	took := time.Since(start)
+	if err != nil && x.body.failed() {
+		// The request's body could not be read: the server is not to
+		// blame (else a client could take servers out of the pool).
+		cancel()
+		srv.Release()
+		ss.ConnClose()
+		return nil, fmt.Errorf("%w: %w", errBadRequestBody, err)
+	}
 	if err != nil || !stopped {
 		if err == nil {
 			resp.Body.Close()
@@ -255,6 +273,8 @@ type connectTimeoutKey struct{}
 
 func statusFor(err error) int {
 	switch {
+	case errors.Is(err, errBadRequestBody):
+		return http.StatusBadRequest
 	case errors.Is(err, errNoServer):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, errUpstreamTimout), errors.Is(err, context.DeadlineExceeded):
@@ -268,7 +288,8 @@ func statusFor(err error) int {
 }
 
 // upstreamError answers when no server could: 503 without a usable
-// server, 504 on a timeout, 502 otherwise, 499 (nginx's "client closed
+// server, 504 on a timeout, 400 when the request's body could not be read
+// (its framing was bad), 502 otherwise, 499 (nginx's "client closed
 // request", not sent) when the client went away.
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	status := statusFor(err)
@@ -342,15 +363,31 @@ func (b *upgradedBody) Close() error {
 
 // countingBody counts the request body bytes read.
 type countingBody struct {
-	rc io.ReadCloser
-	n  atomic.Int64
+	rc     io.ReadCloser
+	n      atomic.Int64
+	eof    atomic.Bool // read to its end (the transport may read it on another goroutine)
+	broken atomic.Bool // a read failed: the client's framing was bad, or it went away
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	b.n.Add(int64(n))
+	switch {
+	case err == io.EOF:
+		b.eof.Store(true)
+	case err != nil:
+		b.broken.Store(true)
+	}
 	return n, err
 }
+
+// failed reports whether reading the body failed: what went wrong was the
+// client's, not the upstream's.
+func (b *countingBody) failed() bool { return b != nil && b.broken.Load() }
+
+// unread reports whether the body was not read to its end: the upstream
+// answered first, or its framing was bad.
+func (b *countingBody) unread() bool { return b != nil && !b.eof.Load() }
 
 func (b *countingBody) Close() error { return b.rc.Close() }
 
@@ -364,22 +401,32 @@ func (b *countingBody) count() int64 {
 // countingWriter records the status and counts the body bytes written.
 // Unwrap lets http.ResponseController (used by ReverseProxy for flushing
 // and upgrades) reach the real writer.
+//
+// An HTTP/1.x answer sent before the request body was read to its end
+// closes the connection (Connection: close): net/http would read the rest
+// after the handler and, on an error there (a malformed chunk or trailer),
+// go on to read what follows as the next request, which is how requests
+// are smuggled past a front proxy that framed them otherwise.
 type countingWriter struct {
 	http.ResponseWriter
 	status int
 	n      atomic.Int64
+	body   *countingBody // an HTTP/1.x request's body; nil for none and for HTTP/2
 }
 
 func (w *countingWriter) WriteHeader(code int) {
 	if w.status == 0 || w.status < 200 {
 		w.status = code
 	}
+	if code >= 200 && w.body.unread() {
+		w.Header().Set("Connection", "close")
+	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *countingWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.WriteHeader(http.StatusOK)
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.n.Add(int64(n))

@@ -68,6 +68,7 @@ func backend(t *testing.T, name string) *httptest.Server {
 		w.Header().Set("X-Seen-Host", r.Host)
 		w.Header().Set("X-Seen-Foo", r.Header.Get("X-Foo"))
 		w.Header().Set("X-Seen-Path", r.URL.Path)
+		w.Header().Set("X-Seen-Query", r.URL.RawQuery)
 		n, _ := io.Copy(io.Discard, r.Body)
 		fmt.Fprintf(w, "%s %d", name, n)
 	}))

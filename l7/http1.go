@@ -305,6 +305,13 @@ func (h *h1conn) nextRequest() h1step {
 			return stepServe
 		}
 	}
+	if err == nil && framedTwice(h.br, n) {
+		// RFC 9112 6.1: such a request may be an attempt at smuggling; a
+		// server that reads it must close after it. Refused, as nginx does.
+		h.writeError(http.StatusBadRequest, "both Content-Length and Transfer-Encoding", true)
+		_ = h.bw.Flush()
+		return stepClose
+	}
 	return stepHandOver
 }
 

@@ -3,11 +3,15 @@ package l7
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -155,10 +159,7 @@ func FuzzUpstreamAnswer(f *testing.F) {
 			_, _ = c.Write(*answer.Load())
 		}
 	})
-	tp := newTestProxy(f, Limits{})
-	up := pool("u", addr)
-	up.Servers[0].MaxFails = upstream.MaxFailsDisabled // every answer counts, not only those after a good one
-	tp.apply(f, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}}, up))
+	tp := fuzzProxy(f, addr)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		answer.Store(&data)
 		c, err := net.DialTimeout("tcp", tp.addr.String(), 2*time.Second)
@@ -202,6 +203,16 @@ func FuzzUpstreamAnswer(f *testing.F) {
 	})
 }
 
+// fuzzProxy is a proxy with one location, to the upstream at addr, whose
+// passive health is off: every run reaches it, whatever the runs before.
+func fuzzProxy(f *testing.F, addr string) *testProxy {
+	tp := newTestProxy(f, Limits{})
+	up := pool("u", addr)
+	up.Servers[0].MaxFails = upstream.MaxFailsDisabled
+	tp.apply(f, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}}, up))
+	return tp
+}
+
 // bareLF reports whether data has a line feed without its carriage return.
 func bareLF(data []byte) bool {
 	for i, b := range data {
@@ -224,6 +235,122 @@ func netHTTPReads(data []byte) (*http.Response, []byte, error) {
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			body, err := io.ReadAll(resp.Body)
 			return resp, body, err
+		}
+	}
+}
+
+// seenRequest is what a backend or net/http read of one request: enough
+// to tell where each request begins and ends.
+type seenRequest struct {
+	method, uri string
+	body        string
+}
+
+// FuzzClientRequests sends arbitrary bytes from a client, then ends its
+// side, and checks that the requests the upstream receives are, in order,
+// among those net/http reads in the bytes (the same method, target and
+// body): the proxy may answer a request itself, or refuse it and close,
+// but never sends one that net/http would not read there, nor splits the
+// bytes into requests differently (request smuggling). And it always
+// answers or closes: a hang fails.
+func FuzzClientRequests(f *testing.F) {
+	for _, s := range []string{
+		"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\n",
+		"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /next HTTP/1.1\r\nHost: a\r\n\r\n",
+		"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /after HTTP/1.1\r\nHost: a\r\n\r\n",
+		"POST /both HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET / HTTP/1.0\r\n\r\n",
+		"GET http://a/abs?q=1 HTTP/1.1\r\nHost: a\r\n\r\n",
+		"POST /short HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc",
+		"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /ignored HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /e HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
+	} {
+		f.Add([]byte(s))
+	}
+	// Each run's client has its own loopback address, which the proxy puts
+	// last in X-Forwarded-For: a request of an earlier run that reaches the
+	// upstream late (the proxy may abort one when its client ends its side,
+	// as nginx does) is not counted as this run's.
+	var mu sync.Mutex
+	seen := map[string][]seenRequest{}
+	addr := serveConns(f, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			body, err := io.ReadAll(req.Body)
+			if err != nil {
+				return
+			}
+			xff := strings.Split(req.Header.Get("X-Forwarded-For"), ",")
+			client := strings.TrimSpace(xff[len(xff)-1])
+			mu.Lock()
+			seen[client] = append(seen[client], seenRequest{req.Method, req.URL.RequestURI(), string(body)})
+			mu.Unlock()
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+				return
+			}
+		}
+	})
+	tp := fuzzProxy(f, addr)
+	var runs atomic.Uint32
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n := runs.Add(1)
+		client := netip.AddrFrom4([4]byte{127, 1 + byte(n>>16), byte(n >> 8), byte(n)})
+		d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(client, 0))}
+		c, err := d.Dial("tcp", tp.addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write(data); err != nil {
+			return // the proxy closed before taking it all: it refused something
+		}
+		_ = c.(*net.TCPConn).CloseWrite()
+		if _, err := io.Copy(io.Discard, c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("the proxy neither answered nor closed (%v): %q", err, data)
+		}
+		want := netHTTPRequests(data)
+		mu.Lock()
+		got := seen[client.String()]
+		delete(seen, client.String())
+		mu.Unlock()
+		// In order, each forwarded request is one net/http reads; those
+		// between are the proxy's to answer (a 404 for no location).
+		rest := want
+		for i, r := range got {
+			for len(rest) > 0 && rest[0] != r {
+				rest = rest[1:]
+			}
+			if len(rest) == 0 {
+				t.Fatalf("request %d to the upstream, %q, is none net/http reads there: got %q, net/http %q, in %q", i+1, r, got, want, data)
+			}
+			rest = rest[1:]
+		}
+	})
+}
+
+// netHTTPRequests is what net/http reads in a client's bytes: each request
+// up to the first it cannot read whole.
+func netHTTPRequests(data []byte) []seenRequest {
+	var rs []seenRequest
+	br := bufio.NewReader(bytes.NewReader(data))
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return rs
+		}
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			return rs
+		}
+		rs = append(rs, seenRequest{req.Method, req.URL.RequestURI(), string(body)})
+		if req.Close {
+			return rs
 		}
 	}
 }

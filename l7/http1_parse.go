@@ -230,6 +230,25 @@ func (q *h1request) parse(br *bufio.Reader, n int) bool {
 	return true
 }
 
+// framedTwice reports whether the n-byte request head at the start of br's
+// buffer has both Content-Length and Transfer-Encoding (the parser hands
+// such a request over at the first of them, so it looks at them all).
+func framedTwice(br *bufio.Reader, n int) bool {
+	buf, _ := br.Peek(n)
+	_, rest := cutLine(string(buf))
+	var length, coding bool
+	for rest != "\r\n" {
+		name, _, next, ok := nextField(rest)
+		if !ok {
+			return false
+		}
+		length = length || equalFold(name, "content-length")
+		coding = coding || equalFold(name, "transfer-encoding")
+		rest = next
+	}
+	return length && coding
+}
+
 // h1response is a parsed upstream response head; strings are substrings
 // of head, which aliases buf (headCopy) unless the head was rewritten
 // (canonicalHead).

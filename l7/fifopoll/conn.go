@@ -41,8 +41,13 @@ const (
 
 // side is one direction's readiness and deadline.
 type side struct {
-	ready    chan struct{} // one token: became ready since the last wait
-	deadline atomic.Int64  // unix nanoseconds; 0: none
+	ready chan struct{} // one token: became ready since the last wait
+	// hup: the peer ended its side (reads) or the socket failed, so a call
+	// never blocks again and a wait returns at once. A token is an edge,
+	// consumed once; this is a level, which a call that read data and the
+	// end in one event (a short read, then nothing more to wake it) needs.
+	hup      atomic.Bool
+	deadline atomic.Int64 // unix nanoseconds; 0: none
 	expired  atomic.Bool
 	mu       sync.Mutex // guards timer
 	timer    *time.Timer
@@ -166,7 +171,7 @@ func (c *Conn) decref() {
 
 // wait waits until s may be ready, its deadline passes or c is closed.
 func (c *Conn) wait(s *side) error {
-	if err := c.waitErr(s); err != nil {
+	if err := c.waitErr(s); err != nil || s.hup.Load() {
 		return err
 	}
 	<-s.ready

@@ -163,6 +163,12 @@ func (p *Poller) collect(evs []unix.EpollEvent) {
 		// nobody waits on; a skipped side costs no channel send and no
 		// place in the wake order.
 		c := p.slots[slot]
+		if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			c.rd.hup.Store(true)
+		}
+		if ev.Events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			c.wr.hup.Store(true)
+		}
 		if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 && len(c.rd.ready) == 0 {
 			p.woken = append(p.woken, &c.rd)
 		}

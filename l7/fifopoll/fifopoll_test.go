@@ -105,6 +105,37 @@ func TestReadWriteEcho(t *testing.T) {
 	})
 }
 
+// TestAnEndThatCameWithTheDataEndsTheWait: the peer sends a request and
+// ends its side before the connection is read. A raw read takes the data
+// (a short read: nothing more is there for now) and waits, as the proxy
+// waits for a next request; the end came in the same event, so no new one
+// will wake it: the wait must return anyway, for the read that sees EOF.
+func TestAnEndThatCameWithTheDataEndsTheWait(t *testing.T) {
+	p := newPoller(t)
+	c, peer := pair(t, p)
+	if _, err := peer.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = peer.(*net.TCPConn).CloseWrite()
+	time.Sleep(50 * time.Millisecond) // the event (data and end) reaches the poller first
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	within(t, 2*time.Second, "the wait after a short read", func() {
+		err = rc.Read(func(fd uintptr) bool {
+			buf := make([]byte, 4096)
+			n, _ := unix.Read(int(fd), buf)
+			got = append(got, n)
+			return n <= 0 // data: served, then wait for more
+		})
+	})
+	if err != nil || len(got) != 2 || got[0] != 18 || got[1] != 0 {
+		t.Errorf("reads returned %v (%v), want the 18 bytes, then EOF", got, err)
+	}
+}
+
 // TestWakesInReadyOrder: goroutines waiting on connections run in the
 // order their connections became readable. It fails if the poller wakes
 // them plainly in order: the scheduler then runs the last woken first.
