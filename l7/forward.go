@@ -425,7 +425,7 @@ func (w *countingWriter) WriteHeader(code int) {
 }
 
 func (w *countingWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
+	if w.status < 200 { // none yet, or only interim ones: net/http sends a 200 now
 		w.WriteHeader(http.StatusOK)
 	}
 	n, err := w.ResponseWriter.Write(b)
