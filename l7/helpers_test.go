@@ -76,6 +76,21 @@ func backend(t *testing.T, name string) *httptest.Server {
 	return s
 }
 
+// slowUpstream answers nothing for 10 s; gone receives when a request's
+// context ends before that (the proxy let the request go).
+func slowUpstream(t *testing.T) (*httptest.Server, chan struct{}) {
+	gone := make(chan struct{}, 1)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+			gone <- struct{}{}
+		case <-time.After(10 * time.Second):
+		}
+	}))
+	t.Cleanup(s.Close)
+	return s, gone
+}
+
 func hostPort(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
 
 func pool(name string, addrs ...string) upstream.Config {

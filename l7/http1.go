@@ -171,8 +171,15 @@ type probeKind int
 const (
 	probeSocket probeKind = iota // a peek at the socket (plain TCP)
 	probeRead                    // a read of a millisecond (TLS: it decodes close_notify)
-	probeNone                    // not probed (TLCP)
+	// probeRecords peeks at the socket under TLCP's record layer, which
+	// cannot peek: an end, or an alert record waiting (close_notify or a
+	// fatal alert; a client sends no other after the handshake), is the
+	// client leaving.
+	probeRecords
 )
+
+// alertRecord is the content type of a TLS or TLCP alert record.
+const alertRecord = 21
 
 // serveHTTP1 serves connection c (plain, or TLS after its handshake) until
 // it closes, or hands it to net/http at the first request the loop leaves
@@ -705,10 +712,7 @@ func (h *h1conn) clientGone() bool {
 	if h.br.Buffered() > h.held {
 		return false // the next request is already here
 	}
-	switch h.probe {
-	case probeNone:
-		return false
-	case probeRead:
+	if h.probe == probeRead {
 		// A record that arrived is decoded: close_notify reads as EOF,
 		// a pipelined request stays in the buffer.
 		if h.held >= h.br.Size() {
@@ -719,7 +723,15 @@ func (h *h1conn) clientGone() bool {
 		var ne net.Error
 		return err != nil && !(errors.As(err, &ne) && ne.Timeout())
 	}
-	sc, ok := h.c.(syscall.Conn)
+	c := h.c
+	for {
+		nc, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = nc.NetConn() // TLCP's socket, under the record layer and the first bytes peeked
+	}
+	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return false
 	}
@@ -731,7 +743,8 @@ func (h *h1conn) clientGone() bool {
 	var b [1]byte
 	_ = rc.Control(func(fd uintptr) {
 		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		gone = (n == 0 && err == nil) || (err != nil && err != unix.EAGAIN && err != unix.EINTR)
+		gone = (n == 0 && err == nil) || (err != nil && err != unix.EAGAIN && err != unix.EINTR) ||
+			(h.probe == probeRecords && n == 1 && b[0] == alertRecord)
 	})
 	return gone
 }

@@ -546,15 +546,7 @@ func TestABodyInTheBufferIsSentAgainToTheNextServer(t *testing.T) {
 func TestHTTP1OverTLSIsServedByTheLoopAndHandedOverLikePlain(t *testing.T) {
 	tp := newTestProxy(t, Limits{})
 	b := backend(t, "b")
-	gone := make(chan struct{}, 1)
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-r.Context().Done():
-			gone <- struct{}{}
-		case <-time.After(10 * time.Second):
-		}
-	}))
-	t.Cleanup(slow.Close)
+	slow, gone := slowUpstream(t)
 	cert, key := selfSigned(t, "v", "shop.test")
 	cfg := tp.config([]VServer{{Name: "v", Service: "web", TLS: true, Locations: []Location{
 		{Name: "l", Path: "/", Upstream: "u"}, {Name: "slow", Path: "/slow", Upstream: "slow"}}}},

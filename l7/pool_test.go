@@ -94,15 +94,7 @@ func TestServerSentEventsAreFlushedAsTheyCome(t *testing.T) {
 
 func TestAClientThatLeavesReleasesTheUpstream(t *testing.T) {
 	tp := newTestProxy(t, Limits{})
-	gone := make(chan struct{}, 1)
-	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-r.Context().Done():
-			gone <- struct{}{}
-		case <-time.After(10 * time.Second):
-		}
-	}))
-	t.Cleanup(b.Close)
+	b, gone := slowUpstream(t)
 	tp.apply(t, oneLocation(tp, b))
 	c := &http.Client{Timeout: 200 * time.Millisecond}
 	if _, err := c.Get(tp.url("/slow")); err == nil {

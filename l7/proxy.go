@@ -320,7 +320,7 @@ func (p *Proxy) serveTLCP(c *tlcp.Conn) {
 		return
 	}
 	if c.ConnectionState().NegotiatedProtocol != "h2" {
-		p.serveHTTP1(c, h1opts{scheme: "https", tls: "TLCP", probe: probeNone, handOver: p.gm})
+		p.serveHTTP1(c, h1opts{scheme: "https", tls: "TLCP", probe: probeRecords, handOver: p.gm})
 		return
 	}
 	ctx := context.WithValue(context.Background(), schemeKey{}, "https")

@@ -177,3 +177,44 @@ func TestTLSUpstreamIsVerified(t *testing.T) {
 		}
 	}
 }
+
+// TestATLCPClientThatLeavesReleasesTheUpstream: a TLCP client that closes
+// its connection while its request waits for a slow upstream ends that
+// upstream request, as a plain or TLS client's leaving does: with
+// close_notify, and without.
+func TestATLCPClientThatLeavesReleasesTheUpstream(t *testing.T) {
+	for _, notify := range []bool{true, false} {
+		t.Run(fmt.Sprintf("close_notify=%v", notify), func(t *testing.T) { tlcpClientLeaves(t, notify) })
+	}
+}
+
+func tlcpClientLeaves(t *testing.T, notify bool) {
+	tp := newTestProxy(t, Limits{})
+	slow, gone := slowUpstream(t)
+	gmPKI, gm := tlcpCert(t, "gm.example.com")
+	cfg := tp.config([]VServer{{Name: "v", Service: "web", TLS: true, Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}},
+		pool("u", hostPort(slow)))
+	cfg.Certs = []Cert{gm}
+	tp.apply(t, cfg)
+	raw, err := net.DialTimeout("tcp", tp.addr.String(), 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tlcp.Client(raw, &tlcp.Config{ServerName: "gm.example.com", RootCAs: gmPKI.CertPool()})
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := c.Handshake(); err != nil {
+		t.Fatalf("tlcp handshake: %v", err)
+	}
+	fmt.Fprintf(c, "GET /slow HTTP/1.1\r\nHost: gm.example.com\r\n\r\n")
+	time.Sleep(100 * time.Millisecond)
+	if notify {
+		c.Close()
+	} else {
+		raw.Close()
+	}
+	select {
+	case <-gone:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the upstream request went on after the TLCP client left")
+	}
+}

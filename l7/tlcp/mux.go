@@ -38,6 +38,10 @@ type prefixConn struct {
 	prefix []byte
 }
 
+// NetConn is the connection underneath, as tls.Conn's: for a look at
+// its socket once the prefix is read.
+func (p *prefixConn) NetConn() net.Conn { return p.Conn }
+
 func (p *prefixConn) Read(b []byte) (int, error) {
 	if len(p.prefix) > 0 {
 		n := copy(b, p.prefix)
