@@ -227,25 +227,24 @@ func (p *Proxy) attempt(req *http.Request, x *exchange, tr *upstreamTransport, s
 	resp, err := tr.pick(out).RoundTrip(out)
 	stopped := timer.Stop()
 	took := time.Since(start)
-	if err != nil && x.body.failed() {
-		// The request's body could not be read: the server is not to
-		// blame (else a client could take servers out of the pool).
-		cancel()
-		srv.Release()
-		ss.ConnClose()
-		return nil, fmt.Errorf("%w: %w", errBadRequestBody, err)
-	}
 	if err != nil || !stopped {
-		if err == nil {
+		// A request body that could not be read is the client's doing:
+		// the server is not to blame (else a client could take servers
+		// out of the pool).
+		clients := false
+		switch {
+		case err == nil:
 			resp.Body.Close()
 			err = errUpstreamTimout
-		} else if timedOut.Load() {
+		case x.body.failed():
+			err, clients = fmt.Errorf("%w: %w", errBadRequestBody, err), true
+		case timedOut.Load():
 			err = errUpstreamTimout
 		}
 		cancel()
 		srv.Release()
 		ss.ConnClose()
-		if req.Context().Err() == nil {
+		if req.Context().Err() == nil && !clients {
 			srv.Report(false)
 			ss.Observe(stats.Sample{Status: statusFor(err), UpstreamDuration: took})
 		}
