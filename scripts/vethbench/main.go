@@ -502,13 +502,13 @@ func (l lab) nftables(entries []netip.Prefix) (aclContender, error) {
 		return aclContender{}, err
 	}
 	// The hooked chain exists only while hooked: an empty one would still
-	// cost the other contenders a hook. Its rule counter is not read: nft
-	// reads a table's whole set to list anything in it, 1.5 minutes of
-	// kernel time for this one.
+	// cost the other contenders a hook. Its rule has no counter: nft reads
+	// a table's whole set to list anything in it, 1.5 minutes of kernel
+	// time for this one, so the drops are counted by undelivered.
 	return aclContender{
 		count: l.undelivered,
 		hook: func() error {
-			return sh("ip", "netns", "exec", l.rx, "nft", "add chain ip vb pre { type filter hook prerouting priority raw; }; add rule ip vb pre ip saddr @deny counter drop")
+			return sh("ip", "netns", "exec", l.rx, "nft", "add chain ip vb pre { type filter hook prerouting priority raw; }; add rule ip vb pre ip saddr @deny drop")
 		},
 		unhook: func() { _ = sh("ip", "netns", "exec", l.rx, "nft", "delete", "chain", "ip", "vb", "pre") },
 		unload: func() { _ = sh("ip", "netns", "exec", l.rx, "nft", "delete", "table", "ip", "vb") },
