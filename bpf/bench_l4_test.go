@@ -2,6 +2,7 @@ package bpf_test
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 	"time"
@@ -96,6 +97,26 @@ func loadedLB(b *testing.B) *lbPath {
 	return &lbPath{datapath: d, lb: lb, rec: rec}
 }
 
+// denyList puts 100,000 prefixes (90% hosts, none the benchmark's client)
+// in a deny list in force, until the benchmark ends: with no deny list the
+// ACL stage looks nothing up.
+func denyList(b *testing.B, d *datapath) {
+	b.Helper()
+	deny := blockList(rand.New(rand.NewPCG(3, 4)), 100_000, 100_000)
+	if _, err := d.acl.Replace(0, deny); err != nil {
+		b.Fatal(err)
+	}
+	policy := maps.NewPolicyMap(d.objs.AclConfig)
+	if err := policy.SetPolicy(maps.Policy{Mode: maps.PolicyDeny, DenyLists: 1}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := policy.SetPolicy(maps.Policy{Mode: maps.PolicyDeny}); err != nil {
+			b.Error(err)
+		}
+	})
+}
+
 // BenchmarkL4 measures the L4 path with 1,000 services of 100 backends
 // loaded (make bench compares it with BenchmarkXDPDropBare).
 //
@@ -105,7 +126,9 @@ func loadedLB(b *testing.B) *lbPath {
 // rewrite leaves a packet that takes the same path every run. The
 // encapsulation's cost is in the veth rates (scripts/vethbench -mode l4).
 //
-// conntrack-hit repeats a TCP packet of a flow that is in the table.
+// conntrack-hit repeats a TCP packet of a flow that is in the table, with no
+// deny list (the ACL stage then looks nothing up); conntrack-hit-deny-list
+// the same with 100,000 prefixes in a deny list in force.
 //
 // new-flow must miss the table on every run, yet Repeat sends one packet,
 // whose flow the first run records. The UDP service's flows idle out after
@@ -129,8 +152,12 @@ func BenchmarkL4(b *testing.B) {
 		name    string
 		pkt     []byte
 		wantHit bool
-	}{{"conntrack-hit", hit, true}, {"new-flow", miss, false}} {
+		denying bool // a deny list in force (the others run without one)
+	}{{"conntrack-hit", hit, true, false}, {"new-flow", miss, false, false}, {"conntrack-hit-deny-list", hit, true, true}} {
 		b.Run(c.name, func(b *testing.B) {
+			if c.denying {
+				denyList(b, p.datapath)
+			}
 			before, err := p.lb.FlowStats()
 			if err != nil {
 				b.Fatal(err)

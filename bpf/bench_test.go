@@ -65,18 +65,7 @@ func loadedACL(b *testing.B) *datapath {
 	d.policy = maps.NewPolicyMap(d.objs.AclConfig)
 	// Like published block lists: mostly hosts, some networks.
 	r := rand.New(rand.NewPCG(1, 2))
-	deny := make([]netip.Prefix, 0, 1_100_000)
-	for i := 0; i < 1_000_000; i++ {
-		var a [4]byte
-		// First octets 11..100: never the test sources below.
-		binary.BigEndian.PutUint32(a[:], r.Uint32()&0x00ffffff|uint32(11+r.IntN(90))<<24)
-		bits := 32
-		if i%10 == 0 {
-			bits = 24
-		}
-		p, _ := netip.AddrFrom4(a).Prefix(bits)
-		deny = append(deny, p)
-	}
+	deny := blockList(r, 1_000_000, 1_100_000)
 	for i := 0; i < 100_000; i++ {
 		var a [16]byte
 		binary.BigEndian.PutUint64(a[:], 0x20010db800000000|r.Uint64()>>32)
@@ -99,6 +88,24 @@ func loadedACL(b *testing.B) *datapath {
 		b.Fatal(err)
 	}
 	return d
+}
+
+// blockList is n random IPv4 prefixes, like a published block list: 90%
+// hosts, the rest /24s, with first octets 11..100 (never a benchmark's
+// source), in a slice with room for size.
+func blockList(r *rand.Rand, n, size int) []netip.Prefix {
+	deny := make([]netip.Prefix, 0, size)
+	for i := range n {
+		var a [4]byte
+		binary.BigEndian.PutUint32(a[:], r.Uint32()&0x00ffffff|uint32(11+r.IntN(90))<<24)
+		bits := 32
+		if i%10 == 0 {
+			bits = 24
+		}
+		p, _ := netip.AddrFrom4(a).Prefix(bits)
+		deny = append(deny, p)
+	}
+	return deny
 }
 
 // BenchmarkACL measures the three ACL paths with the full lists loaded; the

@@ -71,7 +71,7 @@ int sluice_decap(struct xdp_md *ctx)
 
 	if ((void *)(eth + 1) > data_end)
 		return XDP_PASS;
-	proto = eth->h_proto;
+	proto = eth_proto(eth);
 	cursor = eth + 1;
 #pragma unroll
 	for (i = 0; i < MAX_VLAN_DEPTH; i++) {

@@ -667,15 +667,13 @@ func decapKey(a netip.Addr) bpf.XDPSvcKey {
 	return k
 }
 
-// flowKey is the connection-table key of a TCP flow from client4 to vip4:443
-// (ports in network order).
-func flowKey(sport uint16) bpf.XDPFlowKey {
+// flowKey is the connection-table key (lb_flows4) of a TCP flow from
+// client4 to vip4:443 (addresses and ports in network order).
+func flowKey(sport uint16) bpf.XDPFlowKey4 {
 	be16 := func(v uint16) uint16 { return v>>8 | v<<8 }
-	k := bpf.XDPFlowKey{Sport: be16(sport), Dport: be16(443), Proto: 6, Family: 4}
 	c, v := client4.As4(), vip4.As4()
-	copy(k.Src[:], c[:])
-	copy(k.Dst[:], v[:])
-	return k
+	return bpf.XDPFlowKey4{Src: binary.NativeEndian.Uint32(c[:]), Dst: binary.NativeEndian.Uint32(v[:]),
+		Sport: be16(sport), Dport: be16(443), Proto: 6}
 }
 
 func TestReusedServiceIDDoesNotCaptureOldFlows(t *testing.T) {
@@ -721,14 +719,14 @@ func TestEntryOfAnOlderProgramKeepsItsBackend(t *testing.T) {
 	id, ids, _ := p.rec.IDs("web")
 	k := flowKey(port)
 	var st bpf.XDPFlowState
-	must(t, p.objs.LbFlows.Lookup(k, &st))
+	must(t, p.objs.LbFlows4.Lookup(k, &st))
 	if st.Svc != id+1 {
 		t.Fatalf("entry names service %d, want %d (its id + 1)", st.Svc, id+1)
 	}
 	// An older program left the field zero; its entry names b, which the
 	// table does not give the flow: only a hit sends it there.
 	st.Svc, st.Backend = 0, ids[netip.MustParseAddr(b)]
-	must(t, p.objs.LbFlows.Put(k, st))
+	must(t, p.objs.LbFlows4.Put(k, st))
 	before, err := p.lb.FlowStats()
 	must(t, err)
 	if got := p.sentTo(t, port); got.String() != b {
@@ -739,7 +737,7 @@ func TestEntryOfAnOlderProgramKeepsItsBackend(t *testing.T) {
 	if after.Hits != before.Hits+1 || after.Misses != before.Misses {
 		t.Errorf("hits %d → %d, misses %d → %d, want one hit", before.Hits, after.Hits, before.Misses, after.Misses)
 	}
-	must(t, p.objs.LbFlows.Lookup(k, &st))
+	must(t, p.objs.LbFlows4.Lookup(k, &st))
 	if st.Svc != id+1 || st.Backend != ids[netip.MustParseAddr(b)] {
 		t.Errorf("entry after the hit = %+v, want service %d and backend %d", st, id+1, ids[netip.MustParseAddr(b)])
 	}

@@ -99,6 +99,16 @@ type XDPFlowKey struct {
 	Pad    [2]uint8
 }
 
+type XDPFlowKey4 struct {
+	_     structs.HostLayout
+	Src   uint32
+	Dst   uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+}
+
 type XDPFlowState struct {
 	_       structs.HostLayout
 	SeenNs  uint64
@@ -216,6 +226,7 @@ const (
 	XDPMapLbBackends        = "lb_backends"
 	XDPMapLbConfig          = "lb_config"
 	XDPMapLbFlows           = "lb_flows"
+	XDPMapLbFlows4          = "lb_flows4"
 	XDPMapLbIfaces          = "lb_ifaces"
 	XDPMapLbMaglev          = "lb_maglev"
 	XDPMapLbServices        = "lb_services"
@@ -298,6 +309,7 @@ type XDPMapSpecs struct {
 	LbBackends   *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbConfig     *ebpf.MapSpec `ebpf:"lb_config"`
 	LbFlows      *ebpf.MapSpec `ebpf:"lb_flows"`
+	LbFlows4     *ebpf.MapSpec `ebpf:"lb_flows4"`
 	LbIfaces     *ebpf.MapSpec `ebpf:"lb_ifaces"`
 	LbMaglev     *ebpf.MapSpec `ebpf:"lb_maglev"`
 	LbServices   *ebpf.MapSpec `ebpf:"lb_services"`
@@ -356,6 +368,7 @@ type XDPMaps struct {
 	LbBackends   *ebpf.Map `ebpf:"lb_backends"`
 	LbConfig     *ebpf.Map `ebpf:"lb_config"`
 	LbFlows      *ebpf.Map `ebpf:"lb_flows"`
+	LbFlows4     *ebpf.Map `ebpf:"lb_flows4"`
 	LbIfaces     *ebpf.Map `ebpf:"lb_ifaces"`
 	LbMaglev     *ebpf.Map `ebpf:"lb_maglev"`
 	LbServices   *ebpf.Map `ebpf:"lb_services"`
@@ -384,6 +397,7 @@ func (m *XDPMaps) Close() error {
 		m.LbBackends,
 		m.LbConfig,
 		m.LbFlows,
+		m.LbFlows4,
 		m.LbIfaces,
 		m.LbMaglev,
 		m.LbServices,

@@ -19,7 +19,8 @@ type DatapathOptions struct {
 	PinDir string
 	// ACLMaxEntries is the capacity of each ACL trie; 0 keeps the compiled default.
 	ACLMaxEntries uint32
-	// FlowTableSize is the capacity of the connection table; 0 keeps the compiled default.
+	// FlowTableSize is the capacity of each address family's connection
+	// table; 0 keeps the compiled default.
 	FlowTableSize uint32
 }
 
@@ -48,7 +49,7 @@ func OpenDatapath(opts DatapathOptions) (*Datapath, error) {
 		}
 	}
 	if opts.FlowTableSize > 0 {
-		spec.Maps[bpf.XDPMapLbFlows].MaxEntries = opts.FlowTableSize
+		bpf.SetFlowTableSize(spec, opts.FlowTableSize)
 	}
 	pinDir := filepath.Join(opts.PinDir, "maps")
 	if err := os.MkdirAll(pinDir, 0o700); err != nil {
@@ -93,6 +94,12 @@ func OpenDatapath(opts DatapathOptions) (*Datapath, error) {
 	if err := lb.SyncServiceIDs(); err != nil {
 		dp.Close()
 		return nil, err
+	}
+	if slices.Contains(dp.Fresh, bpf.XDPMapLbFlows4) && !slices.Contains(dp.Fresh, bpf.XDPMapLbFlows) {
+		if _, err := lb.MoveIPv4Flows(); err != nil {
+			dp.Close()
+			return nil, err
+		}
 	}
 	return dp, nil
 }

@@ -71,17 +71,21 @@ type FlowStats struct {
 
 // LB is the L4 datapath's maps.
 type LB struct {
-	services, svcIDs, vips, vipFilter, maglev, backends, flows, settings, ifaces, txPorts *ebpf.Map
-	statsSvc, statsBackend, statsFlows                                                    *ebpf.Map
-	innerSpec                                                                             *ebpf.MapSpec
+	services, svcIDs, vips, vipFilter, maglev, backends, settings, ifaces, txPorts *ebpf.Map
+	flows4, flows6                                                                 *ebpf.Map // the connection table, by family
+	statsSvc, statsBackend, statsFlows                                             *ebpf.Map
+	innerSpec                                                                      *ebpf.MapSpec
 }
 
 // LB returns the L4 maps of the datapath.
 func (d *Datapath) LB() *LB {
-	o := &d.objs
+	return lbOf(&d.objs, d.innerSpec)
+}
+
+func lbOf(o *bpf.XDPObjects, innerSpec *ebpf.MapSpec) *LB {
 	return &LB{services: o.LbServices, svcIDs: o.LbSvcIds, vips: o.LbVips, vipFilter: o.LbVipFilter, maglev: o.LbMaglev, backends: o.LbBackends,
-		flows: o.LbFlows, settings: o.LbConfig, ifaces: o.LbIfaces, txPorts: o.LbTxPorts,
-		statsSvc: o.StatsSvc, statsBackend: o.StatsBackend, statsFlows: o.StatsFlows, innerSpec: d.innerSpec}
+		flows4: o.LbFlows4, flows6: o.LbFlows, settings: o.LbConfig, ifaces: o.LbIfaces, txPorts: o.LbTxPorts,
+		statsSvc: o.StatsSvc, statsBackend: o.StatsBackend, statsFlows: o.StatsFlows, innerSpec: innerSpec}
 }
 
 // NewLB wraps the L4 maps of loaded XDP objects (tests and tools that load
@@ -91,10 +95,7 @@ func NewLB(o *bpf.XDPObjects) (*LB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &LB{services: o.LbServices, svcIDs: o.LbSvcIds, vips: o.LbVips, vipFilter: o.LbVipFilter, maglev: o.LbMaglev, backends: o.LbBackends,
-		flows: o.LbFlows, settings: o.LbConfig, ifaces: o.LbIfaces, txPorts: o.LbTxPorts,
-		statsSvc: o.StatsSvc, statsBackend: o.StatsBackend, statsFlows: o.StatsFlows,
-		innerSpec: spec.Maps[bpf.XDPMapLbMaglev].InnerMap}, nil
+	return lbOf(o, spec.Maps[bpf.XDPMapLbMaglev].InnerMap), nil
 }
 
 func be16(v uint16) uint16 { return v>>8 | v<<8 }
@@ -473,15 +474,58 @@ func (l *LB) FlowStats() (FlowStats, error) {
 	return s, nil
 }
 
-// Flows counts the connection table's entries (a walk of the table: call it
+// Flows counts the connection table's entries (a walk of the tables: call it
 // at scrape intervals, not per packet).
 func (l *LB) Flows() (int, error) {
-	var k bpf.XDPFlowKey
+	n4, err := count[bpf.XDPFlowKey4](l.flows4)
+	if err != nil {
+		return 0, err
+	}
+	n6, err := count[bpf.XDPFlowKey](l.flows6)
+	return n4 + n6, err
+}
+
+func count[K any](m *ebpf.Map) (int, error) {
+	var k K
 	var v bpf.XDPFlowState
 	n := 0
-	it := l.flows.Iterate()
+	it := m.Iterate()
 	for it.Next(&k, &v) {
 		n++
 	}
 	return n, it.Err()
+}
+
+// MoveIPv4Flows moves the IPv4 entries an older program left in lb_flows
+// (one table for both families, then) to lb_flows4, so an upgrade keeps
+// every flow on its backend. Call it before the new program goes live; an
+// entry the old program adds meanwhile rehashes, to the same backend while
+// the service's table is unchanged.
+func (l *LB) MoveIPv4Flows() (int, error) {
+	var k bpf.XDPFlowKey
+	var v bpf.XDPFlowState
+	var old []bpf.XDPFlowKey
+	var states []bpf.XDPFlowState
+	it := l.flows6.Iterate()
+	for it.Next(&k, &v) {
+		if k.Family == 4 {
+			old = append(old, k)
+			states = append(states, v)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return 0, fmt.Errorf("read lb_flows: %w", err)
+	}
+	for i, k := range old {
+		k4 := bpf.XDPFlowKey4{Sport: k.Sport, Dport: k.Dport, Proto: k.Proto}
+		k4.Src = binary.NativeEndian.Uint32(k.Src[:4])
+		k4.Dst = binary.NativeEndian.Uint32(k.Dst[:4])
+		if err := l.flows4.Update(k4, states[i], ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+			return i, fmt.Errorf("move flow to lb_flows4: %w", err)
+		}
+		if err := l.flows6.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return i, fmt.Errorf("remove moved flow from lb_flows: %w", err)
+		}
+	}
+	return len(old), nil
 }

@@ -1,6 +1,7 @@
 package maps
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -9,13 +10,11 @@ import (
 	"github.com/sluicelb/sluice/bpf"
 )
 
-// TestNewServiceIDsBesidePinnedServicesAreFilled: a restart whose program
-// brings lb_svc_ids beside maps an older one pinned (an upgrade) fills it
-// from the pinned services at once, and a connection-table entry the older
-// program wrote (no service id) keeps its backend.
-func TestNewServiceIDsBesidePinnedServicesAreFilled(t *testing.T) {
-	dp, dir := pinnedDatapath(t)
-	lb := dp.LB()
+// upgradeService is the upgrade tests' service: UDP 192.0.2.10:53, id 7,
+// dsr-l2, whose one-slot Maglev table names backend 3; backend 4 is its too,
+// so a flow's entry naming 4 shows that a hit, not the table, sent it there.
+func upgradeService(t *testing.T, lb *LB) (netip.Addr, ServiceKey) {
+	t.Helper()
 	vip := netip.MustParseAddr("192.0.2.10")
 	k := ServiceKey{VIP: vip, Port: 53, Proto: ProtoUDP}
 	must(t, lb.SwapTable(7, []uint32{3}))
@@ -25,19 +24,30 @@ func TestNewServiceIDsBesidePinnedServicesAreFilled(t *testing.T) {
 	}
 	must(t, lb.PutService(k, ServiceEntry{ID: 7, TableSize: 1, Mode: bpf.XDPLbModeLB_MODE_DSR_L2}))
 	must(t, lb.PutVIP(vip))
+	return vip, k
+}
+
+// TestNewServiceIDsBesidePinnedServicesAreFilled: a restart whose program
+// brings lb_svc_ids beside maps an older one pinned (an upgrade) fills it
+// from the pinned services at once, and a connection-table entry the older
+// program wrote (no service id) keeps its backend.
+func TestNewServiceIDsBesidePinnedServicesAreFilled(t *testing.T) {
+	dp, dir := pinnedDatapath(t)
+	lb := dp.LB()
+	vip, k := upgradeService(t, lb)
 	if got := verdict(t, dp, "198.51.100.1", vip.String(), 53); got != xdpTX {
 		t.Fatalf("packet to the VIP: verdict %d, want tx", got)
 	}
 	// The entry as the older program left it: no service id. It names
 	// backend 4, which the table does not give: only a hit goes there.
-	var fk bpf.XDPFlowKey
+	var fk bpf.XDPFlowKey4
 	var st bpf.XDPFlowState
-	it := lb.flows.Iterate()
+	it := lb.flows4.Iterate()
 	if !it.Next(&fk, &st) {
 		t.Fatalf("no connection-table entry: %v", it.Err())
 	}
 	st.Svc, st.Backend = 0, 4
-	must(t, lb.flows.Put(fk, st))
+	must(t, lb.flows4.Put(fk, st))
 	dp.Close()
 
 	dp2 := reopenWithout(t, dir, bpf.XDPMapLbSvcIds)
@@ -54,7 +64,7 @@ func TestNewServiceIDsBesidePinnedServicesAreFilled(t *testing.T) {
 	}
 	after, err := lb2.FlowStats()
 	must(t, err)
-	must(t, lb2.flows.Lookup(fk, &st))
+	must(t, lb2.flows4.Lookup(fk, &st))
 	if after.Hits != before.Hits+1 || st.Backend != 4 || st.Svc != 8 {
 		t.Errorf("older entry after the upgrade: %d hits, entry %+v; want a hit on backend 4, service id 7 recorded", after.Hits-before.Hits, st)
 	}
@@ -67,6 +77,54 @@ func TestNewServiceIDsBesidePinnedServicesAreFilled(t *testing.T) {
 	}
 	if got := verdict(t, dp2, "198.51.100.1", vip.String(), 53); got != xdpPass {
 		t.Errorf("packet to a removed service: verdict %d, want pass", got)
+	}
+}
+
+// TestIPv4FlowsOfOneTableMoveToTheirOwn: an upgrade from a program that
+// kept IPv4 flows in lb_flows, beside the IPv6 ones, moves them to
+// lb_flows4 before the new program sees a packet, so each keeps its
+// backend; IPv6 flows stay where they are.
+func TestIPv4FlowsOfOneTableMoveToTheirOwn(t *testing.T) {
+	dp, dir := pinnedDatapath(t)
+	lb := dp.LB()
+	vip, _ := upgradeService(t, lb)
+	// The older program's table: the flow (on backend 4, which the
+	// Maglev table does not give) under the 40-byte key, and an IPv6 flow.
+	src, dst := netip.MustParseAddr("198.51.100.1").As4(), vip.As4()
+	old := bpf.XDPFlowKey{Sport: be16(40000), Dport: be16(53), Proto: 17, Family: 4}
+	copy(old.Src[:], src[:])
+	copy(old.Dst[:], dst[:])
+	v6 := bpf.XDPFlowKey{Src: netip.MustParseAddr("2001:db8::1").As16(), Dst: netip.MustParseAddr("2001:db8::10").As16(),
+		Sport: be16(40000), Dport: be16(53), Proto: 17, Family: 6}
+	must(t, lb.flows6.Put(old, bpf.XDPFlowState{Backend: 4, Svc: 8}))
+	must(t, lb.flows6.Put(v6, bpf.XDPFlowState{Backend: 3, Svc: 8}))
+	dp.Close()
+
+	dp2 := reopenWithout(t, dir, bpf.XDPMapLbFlows4)
+	lb2 := dp2.LB()
+	if n4, err := count[bpf.XDPFlowKey4](lb2.flows4); err != nil || n4 != 1 {
+		t.Fatalf("lb_flows4 holds %d flows (%v) after the upgrade, want the moved one", n4, err)
+	}
+	var st bpf.XDPFlowState
+	if err := lb2.flows6.Lookup(old, &st); err == nil {
+		t.Errorf("the IPv4 flow is still in lb_flows: %+v", st)
+	}
+	must(t, lb2.flows6.Lookup(v6, &st))
+	before, err := lb2.FlowStats()
+	must(t, err)
+	if got := verdict(t, dp2, "198.51.100.1", vip.String(), 53); got != xdpTX {
+		t.Fatalf("packet of the moved flow: verdict %d, want tx", got)
+	}
+	after, err := lb2.FlowStats()
+	must(t, err)
+	k4 := bpf.XDPFlowKey4{Src: binary.NativeEndian.Uint32(src[:]), Dst: binary.NativeEndian.Uint32(dst[:]),
+		Sport: be16(40000), Dport: be16(53), Proto: 17}
+	must(t, lb2.flows4.Lookup(k4, &st))
+	if after.Hits != before.Hits+1 || st.Backend != 4 {
+		t.Errorf("moved flow: %d hits, entry %+v; want a hit on backend 4", after.Hits-before.Hits, st)
+	}
+	if n, err := lb2.Flows(); err != nil || n != 2 {
+		t.Errorf("Flows() = %d, %v; want 2 (one a family)", n, err)
 	}
 }
 

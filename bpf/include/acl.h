@@ -104,7 +104,10 @@ static __always_inline int acl_stage(struct xdp_md *ctx, struct pkt *p)
 	if (!cfg)
 		return CONTINUE;
 
-	lists = acl_lookup(p);
+	/* In deny mode without a deny list every source passes, whatever
+	 * lists hold it: none is looked up (~10 ns a packet on a box that
+	 * only balances). */
+	lists = cfg->mode == POLICY_ALLOW || cfg->deny_lists ? acl_lookup(p) : 0;
 	if (lists & PROTECT_BIT)
 		return CONTINUE;
 	deny = lists & cfg->deny_lists;

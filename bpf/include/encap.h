@@ -13,6 +13,7 @@
 #include "consts.h"
 #include "structs.h"
 #include "csum.h"
+#include "eth.h"
 
 #define IP_DF 0x4000
 #define MAX_L2_LEN (ETH_HLEN + MAX_VLAN_DEPTH * 4)
@@ -35,34 +36,36 @@ static __always_inline void *l3_at(struct xdp_md *ctx, __u32 l2_len, __u32 len)
 	return l3;
 }
 
-struct l2_copy {
-	__u8 b[MAX_L2_LEN];
-};
+#define LD(t, p, off) (*(const t *)((const void *)(p) + (off)))
+#define ST(t, p, off, v) (*(t *)((void *)(p) + (off)) = (v))
 
-/* copy_l2 moves the l2_len bytes at from to to, through the stack (the two
- * may overlap). Returns -1 when either is outside the packet. */
+/* copy_l2 moves the l2_len bytes at from to to, in words read before any is
+ * written (the two may overlap). Returns -1 when either is outside the
+ * packet. */
 static __always_inline int copy_l2(void *to, void *from, __u16 l2_len, void *data_end)
 {
-	struct l2_copy c;
+	__u64 w0, w1;
+	__u32 w2;
+	__u16 w3;
 
 	switch (l2_len) {
-	case ETH_HLEN:
+	case ETH_HLEN: /* 8 + 4 + 2 */
 		if (from + ETH_HLEN > data_end || to + ETH_HLEN > data_end)
 			return -1;
-		__builtin_memcpy(&c, from, ETH_HLEN);
-		__builtin_memcpy(to, &c, ETH_HLEN);
+		w0 = LD(__u64, from, 0), w2 = LD(__u32, from, 8), w3 = LD(__u16, from, 12);
+		ST(__u64, to, 0, w0), ST(__u32, to, 8, w2), ST(__u16, to, 12, w3);
 		return 0;
-	case ETH_HLEN + 4:
+	case ETH_HLEN + 4: /* 8 + 8 + 2 */
 		if (from + ETH_HLEN + 4 > data_end || to + ETH_HLEN + 4 > data_end)
 			return -1;
-		__builtin_memcpy(&c, from, ETH_HLEN + 4);
-		__builtin_memcpy(to, &c, ETH_HLEN + 4);
+		w0 = LD(__u64, from, 0), w1 = LD(__u64, from, 8), w3 = LD(__u16, from, 16);
+		ST(__u64, to, 0, w0), ST(__u64, to, 8, w1), ST(__u16, to, 16, w3);
 		return 0;
-	case ETH_HLEN + 8:
+	case ETH_HLEN + 8: /* 8 + 8 + 4 + 2 */
 		if (from + ETH_HLEN + 8 > data_end || to + ETH_HLEN + 8 > data_end)
 			return -1;
-		__builtin_memcpy(&c, from, ETH_HLEN + 8);
-		__builtin_memcpy(to, &c, ETH_HLEN + 8);
+		w0 = LD(__u64, from, 0), w1 = LD(__u64, from, 8), w2 = LD(__u32, from, 16), w3 = LD(__u16, from, 20);
+		ST(__u64, to, 0, w0), ST(__u64, to, 8, w1), ST(__u32, to, 16, w2), ST(__u16, to, 20, w3);
 		return 0;
 	}
 	return -1;

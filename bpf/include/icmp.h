@@ -47,15 +47,6 @@ struct icmphdr {
 			fs->field++;                                            \
 	} while (0)
 
-static __always_inline void swap_macs(struct ethhdr *eth)
-{
-	__u8 tmp[ETH_ALEN];
-
-	__builtin_memcpy(tmp, eth->h_source, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
-	__builtin_memcpy(eth->h_dest, tmp, ETH_ALEN);
-}
-
 /* echo_reply turns an ICMP / ICMPv6 echo request to a VIP into its reply in
  * place and returns XDP_TX, or CONTINUE for anything else. It answers only
  * a request whole in one packet with a plain IP header: not a fragment
@@ -121,7 +112,7 @@ static __always_inline int echo_reply(struct pkt *p)
 	} else {
 		return CONTINUE;
 	}
-	swap_macs(eth);
+	mac_swap(eth);
 	FLOW_STATS(echo_replies);
 	return XDP_TX;
 }
@@ -142,7 +133,7 @@ static __always_inline int too_big4(struct xdp_md *ctx, struct pkt *p, __u32 mtu
 
 	if ((void *)(eth + 1) > p->data_end || l2_len > MAX_L2_LEN || ihl > 60)
 		return drop(ctx, DROP_LB_TOO_BIG);
-	swap_macs(eth);
+	mac_swap(eth);
 	quote = ihl + 8;
 	if (bpf_xdp_adjust_tail(ctx, (int)(l2_len + quote) - (int)(p->data_end - p->data)))
 		return drop(ctx, DROP_LB_ENCAP);
@@ -191,7 +182,7 @@ static __always_inline int too_big6(struct xdp_md *ctx, struct pkt *p, __u32 mtu
 
 	if ((void *)(eth + 1) > p->data_end || l2_len > MAX_L2_LEN)
 		return drop(ctx, DROP_LB_TOO_BIG);
-	swap_macs(eth);
+	mac_swap(eth);
 	if (mtu < ICMP6_MIN_MTU)
 		mtu = ICMP6_MIN_MTU;
 	if (bpf_xdp_adjust_tail(ctx, (int)(l2_len + quote) - (int)(p->data_end - p->data)))

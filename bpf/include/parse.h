@@ -10,6 +10,7 @@
 #include <linux/icmpv6.h>
 #include <bpf/bpf_endian.h>
 #include "consts.h"
+#include "eth.h"
 #include "stats.h"
 
 #define IP_MF 0x2000
@@ -167,7 +168,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct pkt *p)
 	eth = p->data;
 	if ((void *)(eth + 1) > p->data_end)
 		return drop(ctx, DROP_MALFORMED);
-	proto = eth->h_proto;
+	proto = eth_proto(eth);
 	cursor = eth + 1;
 
 #pragma unroll

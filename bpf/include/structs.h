@@ -150,7 +150,8 @@ struct backend_info {
 	__u32 svc;      /* id of the service the backend belongs to */
 };
 
-/* A client's flow to a VIP. Mirrored in Go by bpf.XDPFlowKey. */
+/* A client's flow to a VIP, and an IPv6 flow's connection-table key.
+ * Mirrored in Go by bpf.XDPFlowKey. */
 struct flow_key {
 	__u8 src[16];
 	__u8 dst[16];
@@ -159,6 +160,19 @@ struct flow_key {
 	__u8 proto;
 	__u8 family;
 	__u8 pad[2];
+};
+
+/* An IPv4 flow's connection-table key: the flow_key's fields in 16 bytes,
+ * which the kernel hashes and compares in less than half the time of the
+ * 40 (jhash over 4 words, not 10: ~10 ns a lookup). Mirrored in Go by
+ * bpf.XDPFlowKey4. */
+struct flow_key4 {
+	__be32 src;
+	__be32 dst;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
 };
 
 /* Where a flow goes. Mirrored in Go by bpf.XDPFlowState. */

@@ -40,7 +40,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "policy", Usage: "ACL mode applied at start: deny or allow"},
 			&cli.StringSliceFlag{Name: "protect", Usage: "management prefix never dropped, replaces the stored ones (repeatable)"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error"},
-			&cli.UintFlag{Name: "flow-table-size", Usage: "capacity of the L4 connection table"},
+			&cli.UintFlag{Name: "flow-table-size", Usage: "flows the L4 connection table holds, per address family (IPv4 and IPv6 each)"},
 			&cli.StringFlag{Name: "encap-src4", Usage: "outer source prefix of IPIP (default: the VIP)"},
 			&cli.StringFlag{Name: "encap-src6", Usage: "outer source prefix of IP6IP6 (default: the VIP)"},
 			&cli.IntFlag{Name: "udp-timeout", Usage: "seconds an idle UDP flow keeps its backend"},
