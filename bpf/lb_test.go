@@ -174,7 +174,7 @@ func TestEncapsulationBytes(t *testing.T) {
 	f := flow(client4, 40001, vip4, 443)
 	pkt := tcp4(t, client4, 40001, vip4, 443, 100, true)
 	v, out := p.runOut(t, pkt)
-	expectFrame(t, "ipip", v, xdpTX, out, ipip(t, pkt, 14, p.backendOf(t, "web", f), l4.FlowHash(f, l4.Hash5Tuple)))
+	expectFrame(t, "ipip", v, xdpTX, out, ipip(t, pkt, 14, p.backendOf(t, "web", f), l4.TunnelHash(f)))
 
 	// Not DF, and inside one VLAN tag and two: the tags stay, the outer header follows them.
 	f = flow(client4, 40002, vip4, 443)
@@ -192,13 +192,13 @@ func TestEncapsulationBytes(t *testing.T) {
 		}
 		tagged := serialize(t, append(ls, ip, tc, payload())...)
 		v, out = p.runOut(t, tagged)
-		expectFrame(t, "ipip vlan", v, xdpTX, out, ipip(t, tagged, 14+4*tags, p.backendOf(t, "web", f), l4.FlowHash(f, l4.Hash5Tuple)))
+		expectFrame(t, "ipip vlan", v, xdpTX, out, ipip(t, tagged, 14+4*tags, p.backendOf(t, "web", f), l4.TunnelHash(f)))
 	}
 
 	f = flow(client6, 40003, vip6, 443)
 	pkt = tcp6(t, client6, 40003, vip6, 443, 100)
 	v, out = p.runOut(t, pkt)
-	expectFrame(t, "ip6ip6", v, xdpTX, out, ip6ip6(t, pkt, p.backendOf(t, "web6", f), l4.FlowHash(f, l4.Hash5Tuple)))
+	expectFrame(t, "ip6ip6", v, xdpTX, out, ip6ip6(t, pkt, p.backendOf(t, "web6", f), l4.TunnelHash(f)))
 
 	// dsr-l2: only the MACs change.
 	must(t, p.rec.Set(service("l2", vip4, 80, l4.ModeDSRL2, "10.1.0.21")))
@@ -594,7 +594,7 @@ func TestICMPErrorsGoToTheFlowsBackend(t *testing.T) {
 	flowsBefore, err := p.lb.Flows()
 	must(t, err)
 	v, out := p.runOut(t, pkt)
-	expectFrame(t, "icmp error", v, xdpTX, out, ipip(t, pkt, 14, owner, l4.FlowHash(f, l4.Hash5Tuple)))
+	expectFrame(t, "icmp error", v, xdpTX, out, ipip(t, pkt, 14, owner, l4.TunnelHash(f)))
 	if n, _ := p.lb.Flows(); n != flowsBefore {
 		t.Errorf("an ICMP error made a connection-table entry (%d → %d)", flowsBefore, n)
 	}

@@ -34,6 +34,25 @@ func (f Flow) key() [40]byte {
 	return k
 }
 
+// TunnelHash is the datapath's tunnel hash (tunnel_hash in
+// bpf/include/lb.h), whose low bits fill a dsr-ipip tunnel's outer source
+// (the host bits of the encap range) and an IP6IP6 tunnel's flow label, so
+// the backends' RSS spreads the flows: the little-endian words of the flow
+// key, the source's four folded and rotated 16 bits, XORed with the rest,
+// multiplied by 0x9e3779b1, the high half folded into the low.
+func TunnelHash(f Flow) uint32 {
+	k := f.key()
+	var h uint32
+	for i := range 10 {
+		if i == 4 {
+			h = bits.RotateLeft32(h, 16)
+		}
+		h ^= binary.LittleEndian.Uint32(k[i*4:])
+	}
+	h *= 0x9e3779b1
+	return h ^ h>>16
+}
+
 // FlowHash is the datapath's flow hash (flow_hash in bpf/include/lb.h):
 // MurmurHash3 x86_32, seed 0, over the little-endian words of the flow key,
 // the source address alone for HashSrcIP. The flow's Maglev slot is

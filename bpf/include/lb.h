@@ -120,6 +120,26 @@ static __always_inline __u32 flow_hash(const struct flow_key *k, __u8 mode)
 	return h;
 }
 
+/* tunnel_hash picks a flow's tunnel source (and IP6IP6 flow label), so the
+ * backends' RSS, which hashes the outer header, spreads the flows over
+ * their queues: the key's words folded, multiplied and mixed, a fraction of
+ * flow_hash's work on every tunnelled packet (Katran derives its outer
+ * source from the client's address and port alike). Its low bits are the
+ * ones used. l4.TunnelHash computes the same. */
+static __always_inline __u32 tunnel_hash(const struct flow_key *k)
+{
+	const __u32 *w = (const void *)k;
+	__u32 src = w[0], dst = w[4], h;
+
+	if (k->family != 4) {
+		src ^= w[1] ^ w[2] ^ w[3];
+		dst ^= w[5] ^ w[6] ^ w[7];
+	}
+	h = rotl32(src, 16) ^ dst ^ w[8] ^ w[9];
+	h *= 0x9e3779b1;
+	return h ^ (h >> 16);
+}
+
 /* ports_flow fills fk from a TCP or UDP header at l4: the flow of the packet,
  * or, with reverse, the flow that an ICMP error quotes, seen from the client. */
 static __always_inline int ports_flow(struct flow_key *fk, const void *l4, const void *data_end, __u8 reverse)
@@ -585,9 +605,8 @@ static __always_inline int lb_stage(struct xdp_md *ctx, struct pkt *p)
 			return drop(ctx, DROP_LB_ENCAP);
 		return send_to(ctx, egress);
 	}
-	/* The tunnel's source (and IPv6 flow label) carry the flow hash, so
-	 * the backends' RSS spreads the flows; only the tunnel needs it. */
-	hash = flow_hash(&fk, svc->hash);
+	/* Only a tunnel needs a hash for a hit. */
+	hash = tunnel_hash(&fk);
 	if (p->ip4)
 		return encap_ipip(ctx, p, b, cfg, egress, hash);
 	return encap_ip6ip6(ctx, p, b, cfg, egress, hash);
