@@ -40,10 +40,12 @@ type Config struct {
 
 // L4Config configures the L4 load balancer.
 type L4Config struct {
-	// FlowTableSize is the capacity of the connection table (LRU).
+	// FlowTableSize is the capacity of the connection table (LRU), of each
+	// address family's.
 	FlowTableSize uint32 `yaml:"flow_table_size"`
-	// EncapSource4 is the outer source range of IPIP (a prefix; the flow
-	// hash picks the address, so backends' RSS spreads flows). Empty: the VIP.
+	// EncapSource4 is the outer source range of IPIP (a prefix; a hash of
+	// the flow picks the address, so backends' RSS spreads flows). Empty:
+	// the VIP.
 	EncapSource4 string `yaml:"encap_source4"`
 	// EncapSource6 is the same for IP6IP6.
 	EncapSource6 string `yaml:"encap_source6"`
