@@ -9,10 +9,12 @@ import "github.com/cilium/ebpf"
 //go:generate go tool bpf2go -tags linux -target bpfel Decap decap.c -- -O2 -g -Wall -Werror -I./include
 //go:generate go tool bpf2go -tags linux -target bpfel -type steer_key -type steer_stats -output-stem sk_lookup SkLookup sk_lookup.c -- -O2 -g -Wall -Werror -I./include
 
-// SetFlowTableSize sizes the connection table: each address family's,
-// lb_flows4 and lb_flows, holds n flows.
-func SetFlowTableSize(spec *ebpf.CollectionSpec, n uint32) {
-	for _, name := range []string{XDPMapLbFlows4, XDPMapLbFlows} {
-		spec.Maps[name].MaxEntries = n
+// SetFlowTableSize sizes the connection table: lb_flows4 holds v4 IPv4
+// flows, lb_flows v6 IPv6 ones; 0 keeps a table's compiled size.
+func SetFlowTableSize(spec *ebpf.CollectionSpec, v4, v6 uint32) {
+	for name, n := range map[string]uint32{XDPMapLbFlows4: v4, XDPMapLbFlows: v6} {
+		if n > 0 {
+			spec.Maps[name].MaxEntries = n
+		}
 	}
 }

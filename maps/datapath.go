@@ -19,9 +19,10 @@ type DatapathOptions struct {
 	PinDir string
 	// ACLMaxEntries is the capacity of each ACL trie; 0 keeps the compiled default.
 	ACLMaxEntries uint32
-	// FlowTableSize is the capacity of each address family's connection
-	// table; 0 keeps the compiled default.
-	FlowTableSize uint32
+	// FlowTableSize is the capacity of the IPv4 connection table, and of
+	// the IPv6 one unless FlowTableSize6 is set; 0 keeps the compiled
+	// default.
+	FlowTableSize, FlowTableSize6 uint32
 }
 
 // Datapath is the loaded XDP program and its pinned maps.
@@ -48,9 +49,11 @@ func OpenDatapath(opts DatapathOptions) (*Datapath, error) {
 			spec.Maps[name].MaxEntries = opts.ACLMaxEntries
 		}
 	}
-	if opts.FlowTableSize > 0 {
-		bpf.SetFlowTableSize(spec, opts.FlowTableSize)
+	size6 := opts.FlowTableSize6
+	if size6 == 0 {
+		size6 = opts.FlowTableSize
 	}
+	bpf.SetFlowTableSize(spec, opts.FlowTableSize, size6)
 	pinDir := filepath.Join(opts.PinDir, "maps")
 	if err := os.MkdirAll(pinDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create pin dir: %w", err)

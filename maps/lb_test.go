@@ -150,3 +150,25 @@ func TestModMagicGivesTheRemainder(t *testing.T) {
 		}
 	}
 }
+
+// TestFlowTablesTakeTheirSizes: the IPv6 connection table is as large as
+// the IPv4 one unless it is given its own size.
+func TestFlowTablesTakeTheirSizes(t *testing.T) {
+	for _, c := range []struct {
+		opts         DatapathOptions
+		want4, want6 uint32
+	}{
+		{DatapathOptions{FlowTableSize: 4096}, 4096, 4096},
+		{DatapathOptions{FlowTableSize: 4096, FlowTableSize6: 512}, 4096, 512},
+	} {
+		dir := t.TempDir()
+		c.opts.PinDir, c.opts.ACLMaxEntries = dir, 1024
+		dp, err := OpenDatapath(c.opts)
+		must(t, err)
+		lb := dp.LB()
+		if got4, got6 := lb.flows4.MaxEntries(), lb.flows6.MaxEntries(); got4 != c.want4 || got6 != c.want6 {
+			t.Errorf("%+v: tables of %d and %d flows, want %d and %d", c.opts, got4, got6, c.want4, c.want6)
+		}
+		dp.Close()
+	}
+}

@@ -40,9 +40,13 @@ type Config struct {
 
 // L4Config configures the L4 load balancer.
 type L4Config struct {
-	// FlowTableSize is the capacity of the connection table (LRU), of each
-	// address family's.
+	// FlowTableSize is the capacity of the connection table (LRU): of the
+	// IPv4 one, and of the IPv6 one unless FlowTableSize6 is set. Each is
+	// preallocated, ~80 bytes an IPv4 entry and ~104 an IPv6 one.
 	FlowTableSize uint32 `yaml:"flow_table_size"`
+	// FlowTableSize6 is the IPv6 connection table's capacity; 0: as
+	// FlowTableSize. An edge with few IPv6 clients can keep it small.
+	FlowTableSize6 uint32 `yaml:"flow_table_size6"`
 	// EncapSource4 is the outer source range of IPIP (a prefix; a hash of
 	// the flow picks the address, so backends' RSS spreads flows). Empty:
 	// the VIP.

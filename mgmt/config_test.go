@@ -27,6 +27,12 @@ func TestConfigLoadsAndValidates(t *testing.T) {
 	if err != nil || len(cfg.Interfaces) != 2 || cfg.Policy != "allow" || cfg.API.Socket != DefaultConfig().API.Socket {
 		t.Fatalf("cfg = %+v, %v", cfg, err)
 	}
+	if err := os.WriteFile(path, []byte("l4: {flow_table_size: 4096, flow_table_size6: 512}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := LoadConfig(path); err != nil || cfg.L4.FlowTableSize != 4096 || cfg.L4.FlowTableSize6 != 512 {
+		t.Fatalf("l4 = %+v, %v; want tables of 4096 and 512 flows", cfg.L4, err)
+	}
 	for _, bad := range []string{"xdp_mode: turbo\n", "policy: maybe\n", "protect: [10.0.0.1/8]\n", "api: {listen: ':1'}\n"} {
 		if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
 			t.Fatal(err)

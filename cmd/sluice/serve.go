@@ -40,7 +40,8 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "policy", Usage: "ACL mode applied at start: deny or allow"},
 			&cli.StringSliceFlag{Name: "protect", Usage: "management prefix never dropped, replaces the stored ones (repeatable)"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error"},
-			&cli.UintFlag{Name: "flow-table-size", Usage: "flows the L4 connection table holds, per address family (IPv4 and IPv6 each)"},
+			&cli.UintFlag{Name: "flow-table-size", Usage: "flows the L4 connection table holds: the IPv4 one, and the IPv6 one unless --flow-table-size6 is set"},
+			&cli.UintFlag{Name: "flow-table-size6", Usage: "flows the IPv6 connection table holds (default: --flow-table-size)"},
 			&cli.StringFlag{Name: "encap-src4", Usage: "outer source prefix of IPIP (default: the VIP)"},
 			&cli.StringFlag{Name: "encap-src6", Usage: "outer source prefix of IP6IP6 (default: the VIP)"},
 			&cli.IntFlag{Name: "udp-timeout", Usage: "seconds an idle UDP flow keeps its backend"},
@@ -97,6 +98,9 @@ func serveConfig(c *cli.Context) (mgmt.Config, error) {
 	str("encap-src6", &cfg.L4.EncapSource6)
 	if c.IsSet("flow-table-size") {
 		cfg.L4.FlowTableSize = uint32(c.Uint("flow-table-size"))
+	}
+	if c.IsSet("flow-table-size6") {
+		cfg.L4.FlowTableSize6 = uint32(c.Uint("flow-table-size6"))
 	}
 	if c.IsSet("udp-timeout") {
 		cfg.L4.UDPTimeoutSeconds = c.Int("udp-timeout")

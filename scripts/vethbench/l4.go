@@ -369,7 +369,7 @@ func (l l4lab) sluiceService(svc l4.Service, beMAC net.HardwareAddr) (func(), *e
 		return nil, nil, err
 	}
 	if *flowTab > 0 {
-		bpf.SetFlowTableSize(spec, uint32(*flowTab))
+		bpf.SetFlowTableSize(spec, uint32(*flowTab), uint32(*flowTab))
 	}
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {
 		return nil, nil, err
