@@ -105,8 +105,7 @@ static __always_inline int acl_stage(struct xdp_md *ctx, struct pkt *p)
 		return CONTINUE;
 
 	/* In deny mode without a deny list every source passes, whatever
-	 * lists hold it: none is looked up (~10 ns a packet on a box that
-	 * only balances). */
+	 * lists hold it: none is looked up (a box that only balances). */
 	lists = cfg->mode == POLICY_ALLOW || cfg->deny_lists ? acl_lookup(p) : 0;
 	if (lists & PROTECT_BIT)
 		return CONTINUE;

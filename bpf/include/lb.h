@@ -520,18 +520,20 @@ static __always_inline int encap_ipip(struct xdp_md *ctx, struct pkt *p, const s
 static __always_inline int encap_ip6ip6(struct xdp_md *ctx, struct pkt *p, const struct backend_info *b,
 					const struct lb_settings *cfg, __u32 egress, __u32 hash)
 {
-	__u32 mtu = egress_mtu(egress);
 	struct ipv6hdr *in = p->ip6, *out;
 	__u16 l2_len = p->l2_len;
-	__u32 inner_len = sizeof(*in) + bpf_ntohs(in->payload_len);
-	__u8 tc = (in->priority << 4) | (in->flow_lbl[0] >> 4);
-	__u8 saddr[16];
+	__u32 mtu, inner_len;
+	__u8 tc, saddr[16];
 
-	/* Opaque, so that clang keeps the test the verifier needs: a path
-	 * it knows to be IPv6 may not look so to the verifier. */
+	/* Tested before any read, and opaque, so that clang keeps the test
+	 * the verifier needs: a path clang knows to be IPv6 may not look so
+	 * to the verifier. */
 	barrier_var(in);
 	if (!in)
 		return drop(ctx, DROP_LB_ENCAP);
+	mtu = egress_mtu(egress);
+	inner_len = sizeof(*in) + bpf_ntohs(in->payload_len);
+	tc = (in->priority << 4) | (in->flow_lbl[0] >> 4);
 	encap_src6(cfg, hash, (const __u8 *)&in->daddr, saddr);
 	if (mtu && inner_len + IP6IP6_OVERHEAD > mtu)
 		return too_big6(ctx, p, mtu - IP6IP6_OVERHEAD);
@@ -565,11 +567,11 @@ static __always_inline int lb_stage(struct xdp_md *ctx, struct pkt *p)
 	int new_flow = 0, record = 1, ret;
 	__u32 zero = 0, hash, bid = NO_BACKEND, egress;
 
-	/* Not IP: no flow (packet_flow, echo_reply and error_flow test the
-	 * pointers one at a time; a test of both at once here, clang compiles
-	 * to their OR, which the verifier refuses). */
 	/* TCP and UDP go to the destination's service: most have none, so
-	 * check the filter before building the flow key. */
+	 * check the filter before building the flow key. A frame that is not
+	 * IP has no flow: packet_flow, echo_reply and error_flow test ip4 and
+	 * ip6 one at a time (a test of both at once here, clang compiled to
+	 * their OR, which the verifier refuses). */
 	if (p->l4_known && (p->l4_proto == IPPROTO_TCP || p->l4_proto == IPPROTO_UDP) && !vip_maybe(dst_fold(p)))
 		return CONTINUE;
 	if (packet_flow(p, &fk)) {
