@@ -98,8 +98,7 @@ func loadedLB(b *testing.B) *lbPath {
 }
 
 // denyList puts 100,000 prefixes (90% hosts, none the benchmark's client)
-// in a deny list in force, until the benchmark ends: with no deny list the
-// ACL stage looks nothing up.
+// in a deny list in force, until the benchmark ends.
 func denyList(b *testing.B, d *datapath) {
 	b.Helper()
 	deny := blockList(rand.New(rand.NewPCG(3, 4)), 100_000, 100_000)
@@ -127,8 +126,8 @@ func denyList(b *testing.B, d *datapath) {
 // encapsulation's cost is in the veth rates (scripts/vethbench -mode l4).
 //
 // conntrack-hit repeats a TCP packet of a flow that is in the table, with no
-// deny list (the ACL stage then looks nothing up); conntrack-hit-deny-list
-// the same with 100,000 prefixes in a deny list in force.
+// list (the ACL's index answers "no list"); conntrack-hit-deny-list the same
+// with 100,000 prefixes in a deny list in force.
 //
 // new-flow must miss the table on every run, yet Repeat sends one packet,
 // whose flow the first run records. The UDP service's flows idle out after

@@ -104,9 +104,7 @@ static __always_inline int acl_stage(struct xdp_md *ctx, struct pkt *p)
 	if (!cfg)
 		return CONTINUE;
 
-	/* In deny mode without a deny list every source passes, whatever
-	 * lists hold it: none is looked up (a box that only balances). */
-	lists = cfg->mode == POLICY_ALLOW || cfg->deny_lists ? acl_lookup(p) : 0;
+	lists = acl_lookup(p);
 	if (lists & PROTECT_BIT)
 		return CONTINUE;
 	deny = lists & cfg->deny_lists;
