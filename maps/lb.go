@@ -82,6 +82,7 @@ func (d *Datapath) LB() *LB {
 	return lbOf(&d.objs, d.innerSpec)
 }
 
+// lbOf is the L4 maps of loaded objects; innerSpec is the Maglev tables' spec.
 func lbOf(o *bpf.XDPObjects, innerSpec *ebpf.MapSpec) *LB {
 	return &LB{services: o.LbServices, svcIDs: o.LbSvcIds, vips: o.LbVips, vipFilter: o.LbVipFilter, maglev: o.LbMaglev, backends: o.LbBackends,
 		flows4: o.LbFlows4, flows6: o.LbFlows, settings: o.LbConfig, ifaces: o.LbIfaces, txPorts: o.LbTxPorts,
@@ -477,15 +478,16 @@ func (l *LB) FlowStats() (FlowStats, error) {
 // Flows counts the connection table's entries (a walk of the tables: call it
 // at scrape intervals, not per packet).
 func (l *LB) Flows() (int, error) {
-	n4, err := count[bpf.XDPFlowKey4](l.flows4)
+	n4, err := countEntries[bpf.XDPFlowKey4](l.flows4)
 	if err != nil {
 		return 0, err
 	}
-	n6, err := count[bpf.XDPFlowKey](l.flows6)
+	n6, err := countEntries[bpf.XDPFlowKey](l.flows6)
 	return n4 + n6, err
 }
 
-func count[K any](m *ebpf.Map) (int, error) {
+// countEntries walks a connection table whose keys are K.
+func countEntries[K any](m *ebpf.Map) (int, error) {
 	var k K
 	var v bpf.XDPFlowState
 	n := 0

@@ -102,7 +102,7 @@ func TestIPv4FlowsOfOneTableMoveToTheirOwn(t *testing.T) {
 
 	dp2 := reopenWithout(t, dir, bpf.XDPMapLbFlows4)
 	lb2 := dp2.LB()
-	if n4, err := count[bpf.XDPFlowKey4](lb2.flows4); err != nil || n4 != 1 {
+	if n4, err := countEntries[bpf.XDPFlowKey4](lb2.flows4); err != nil || n4 != 1 {
 		t.Fatalf("lb_flows4 holds %d flows (%v) after the upgrade, want the moved one", n4, err)
 	}
 	var st bpf.XDPFlowState
