@@ -17,21 +17,29 @@ static __always_inline __u32 ifindex_slot(__u32 ifindex)
 	return ifindex & (MAX_IFINDEX - 1);
 }
 
+/* egress_iface is what the daemon recorded of the egress interface (its
+ * MAC and MTU), NULL if nothing. Looked up once a packet: the tunnel reads
+ * the MTU, and set_macs the MAC. */
+static __always_inline const struct lb_iface *egress_iface(__u32 egress)
+{
+	__u32 slot = ifindex_slot(egress);
+
+	return bpf_map_lookup_elem(&lb_ifaces, &slot);
+}
+
 /* set_macs addresses the frame to the next hop: the source is the egress
- * interface's MAC when the daemon set one, otherwise the MAC the frame came to. */
-static __always_inline int set_macs(struct xdp_md *ctx, const __u8 *next_hop, __u32 egress)
+ * interface's MAC (ifc) when the daemon set one, otherwise the MAC the frame
+ * came to. */
+static __always_inline int set_macs(struct xdp_md *ctx, const __u8 *next_hop, const struct lb_iface *ifc)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
-	__u32 slot = ifindex_slot(egress);
-	struct lb_iface *ifc;
 
 	if ((void *)(eth + 1) > data_end)
 		return -1;
-	ifc = bpf_map_lookup_elem(&lb_ifaces, &slot);
 	/* The MAC is the entry's first six bytes (the MTU follows). */
-	if (ifc && (*(__u64 *)ifc & 0xffffffffffffULL))
+	if (ifc && (*(const __u64 *)ifc & 0xffffffffffffULL))
 		mac_copy(eth->h_source, ifc->mac);
 	else
 		mac_copy(eth->h_source, eth->h_dest);
@@ -48,15 +56,6 @@ static __always_inline int send_to(struct xdp_md *ctx, __u32 egress)
 	if (!bpf_map_lookup_elem(&lb_tx_ports, &egress))
 		return drop(ctx, DROP_LB_NO_ROUTE);
 	return bpf_redirect_map(&lb_tx_ports, egress, XDP_DROP);
-}
-
-/* egress_mtu is the MTU the daemon recorded for the interface, 0 if none. */
-static __always_inline __u32 egress_mtu(__u32 egress)
-{
-	__u32 slot = ifindex_slot(egress);
-	struct lb_iface *ifc = bpf_map_lookup_elem(&lb_ifaces, &slot);
-
-	return ifc ? ifc->mtu : 0;
 }
 
 static __always_inline __u32 rotl32(__u32 x, int r)
@@ -482,7 +481,8 @@ static __always_inline void count_lb(__u32 svc, __u32 backend, __u64 bytes, int 
 static __always_inline int encap_ipip(struct xdp_md *ctx, struct pkt *p, const struct backend_info *b,
 				      const struct lb_settings *cfg, __u32 egress, __u32 hash)
 {
-	__u32 mtu = egress_mtu(egress);
+	const struct lb_iface *ifc = egress_iface(egress);
+	__u32 mtu = ifc ? ifc->mtu : 0;
 	struct iphdr *in = p->ip4, *out;
 	__u16 l2_len = p->l2_len, inner_len = bpf_ntohs(in->tot_len);
 	__be16 df = in->frag_off & bpf_htons(IP_DF);
@@ -512,7 +512,7 @@ static __always_inline int encap_ipip(struct xdp_md *ctx, struct pkt *p, const s
 	out->daddr = daddr;
 	out->check = 0;
 	out->check = ipv4_csum(out);
-	if (set_macs(ctx, b->mac, egress))
+	if (set_macs(ctx, b->mac, ifc))
 		return drop(ctx, DROP_LB_ENCAP);
 	return send_to(ctx, egress);
 }
@@ -521,6 +521,7 @@ static __always_inline int encap_ip6ip6(struct xdp_md *ctx, struct pkt *p, const
 					const struct lb_settings *cfg, __u32 egress, __u32 hash)
 {
 	struct ipv6hdr *in = p->ip6, *out;
+	const struct lb_iface *ifc;
 	__u16 l2_len = p->l2_len;
 	__u32 mtu, inner_len;
 	__u8 tc, saddr[16];
@@ -531,7 +532,8 @@ static __always_inline int encap_ip6ip6(struct xdp_md *ctx, struct pkt *p, const
 	barrier_var(in);
 	if (!in)
 		return drop(ctx, DROP_LB_ENCAP);
-	mtu = egress_mtu(egress);
+	ifc = egress_iface(egress);
+	mtu = ifc ? ifc->mtu : 0;
 	inner_len = sizeof(*in) + bpf_ntohs(in->payload_len);
 	tc = (in->priority << 4) | (in->flow_lbl[0] >> 4);
 	encap_src6(cfg, hash, (const __u8 *)&in->daddr, saddr);
@@ -549,7 +551,7 @@ static __always_inline int encap_ip6ip6(struct xdp_md *ctx, struct pkt *p, const
 	out->hop_limit = 64;
 	__builtin_memcpy(&out->saddr, saddr, 16);
 	__builtin_memcpy(&out->daddr, b->addr, 16);
-	if (set_macs(ctx, b->mac, egress))
+	if (set_macs(ctx, b->mac, ifc))
 		return drop(ctx, DROP_LB_ENCAP);
 	return send_to(ctx, egress);
 }
@@ -603,7 +605,7 @@ static __always_inline int lb_stage(struct xdp_md *ctx, struct pkt *p)
 	count_lb(svc->id, bid, pkt_len(ctx), new_flow);
 	egress = b->ifindex ? b->ifindex : ctx->ingress_ifindex;
 	if (svc->mode == LB_MODE_DSR_L2) {
-		if (set_macs(ctx, b->mac, egress))
+		if (set_macs(ctx, b->mac, egress_iface(egress)))
 			return drop(ctx, DROP_LB_ENCAP);
 		return send_to(ctx, egress);
 	}
