@@ -4,3 +4,4 @@ package bench
 
 //go:generate go tool bpf2go -tags linux -target bpfel Drop drop.c -- -O2 -g -Wall -Werror
 //go:generate go tool bpf2go -tags linux -target bpfel Gen gen.c -- -O2 -g -Wall -Werror
+//go:generate go tool bpf2go -tags linux -target bpfel TCP tcp.c -- -O2 -g -Wall -Werror

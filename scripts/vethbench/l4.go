@@ -36,6 +36,7 @@ var (
 	l4Encap  = netip.MustParsePrefix("10.97.1.0/24")
 	backends = flag.Int("backends", 100, "l4: backends behind the VIP")
 	srcPorts = flag.Int("ports", 16384, "l4: distinct client source ports (a power of two), one flow each")
+	tcpOnly  = flag.Bool("tcp-only", false, "l4: only the TCP comparison")
 	flowTab  = flag.Uint("flow-table", 0, "l4: Sluice's connection-table size (0: the default, as sluice serve --flow-table-size)")
 )
 
@@ -114,6 +115,9 @@ func runL4() error {
 			"dev", l.lbB, "nud", "permanent"); err != nil {
 			return err
 		}
+	}
+	if *tcpOnly {
+		return l.runTCP(beMAC)
 	}
 	counter, err := l.attachCounter()
 	if err != nil {

@@ -15,9 +15,10 @@
 // backends behind a second veth: Sluice's XDP L4 path (dsr-ipip and dsr-l2,
 // redirected to the second veth) or nftables DNAT (numgen round robin) in the
 // kernel's forwarding path. Forwarded frames are counted where they arrive,
-// on the backends' veth; see l4.go. Then real TCP connections go through
-// Sluice and through HAProxy, printed as "name connections-per-second" and
-// "name_cpu load-balancer-nanoseconds-per-connection"; see tcp.go.
+// on the backends' veth; see l4.go. Then the generator opens TCP
+// connections, which stateless XDP endpoints carry on, through Sluice and
+// through HAProxy at rising rates, printed as "name connections-per-second"
+// and "name_cpu load-balancer-nanoseconds-per-connection"; see tcp.go.
 package main
 
 import (
@@ -349,25 +350,9 @@ func (l lab) measureWith(gen *ebpf.Program, frame []byte, genIdx int, count func
 	if err != nil {
 		return 0, err
 	}
-	var elapsed time.Duration
-	err = testlab.InNS(l.gen, func() error {
-		var orig, one unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &orig); err != nil {
-			return err
-		}
-		one.Set(runtime.NumCPU() - 1)
-		if err := unix.SchedSetaffinity(0, &one); err != nil {
-			return err
-		}
-		defer unix.SchedSetaffinity(0, &orig)
-		start := time.Now()
-		_, err := gen.Run(&ebpf.RunOptions{Data: frame, Repeat: uint32(*packets),
-			Flags: bpfFTestXDPLiveFrames, BatchSize: 64, Context: xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(genIdx)}})
-		elapsed = time.Since(start)
-		return err
-	})
+	elapsed, err := generate(l.gen, gen, frame, genIdx, uint32(*packets))
 	if err != nil {
-		return 0, fmt.Errorf("live frames: %w", err)
+		return 0, err
 	}
 	time.Sleep(100 * time.Millisecond)
 	after, err := count()
@@ -378,6 +363,32 @@ func (l lab) measureWith(gen *ebpf.Program, frame []byte, genIdx int, count func
 		return 0, errNothingCounted
 	}
 	return float64(after-before) / elapsed.Seconds(), nil
+}
+
+// generate runs the live-frames generator gen over frames frames in
+// namespace ns, on the last CPU, and returns how long it ran.
+func generate(ns string, gen *ebpf.Program, frame []byte, ifindex int, frames uint32) (time.Duration, error) {
+	var elapsed time.Duration
+	err := testlab.InNS(ns, func() error {
+		var orig, one unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &orig); err != nil {
+			return err
+		}
+		one.Set(runtime.NumCPU() - 1)
+		if err := unix.SchedSetaffinity(0, &one); err != nil {
+			return err
+		}
+		defer unix.SchedSetaffinity(0, &orig)
+		start := time.Now()
+		_, err := gen.Run(&ebpf.RunOptions{Data: frame, Repeat: frames, Flags: bpfFTestXDPLiveFrames, BatchSize: 64,
+			Context: xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(ifindex)}})
+		elapsed = time.Since(start)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("live frames: %w", err)
+	}
+	return elapsed, nil
 }
 
 func (l lab) sluice(entries []netip.Prefix) (aclContender, error) {

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -15,208 +13,254 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/sluicelb/sluice/bpf"
+	"github.com/sluicelb/sluice/bpf/bench"
 	"github.com/sluicelb/sluice/l4"
 	testlab "github.com/sluicelb/sluice/test/lab"
 )
 
-// The TCP comparison with HAProxy. A packet generator cannot drive a TCP
-// proxy: HAProxy terminates connections, and frames of no connection are
-// dropped by its kernel. So both contenders carry real TCP connections from
-// the same clients to the same backends, on the same CPUs, and the rate
-// compared is connections per second, each one short request and reply
-// (connect, 16 bytes each way, the backend closes): what a proxy costs per
-// new connection. Sluice forwards the client's packets in XDP (dsr-ipip) and
-// the backends decapsulate them with Sluice's decap program and answer the
-// client directly through the kernel's forwarding in the load balancer's
-// namespace; HAProxy (mode tcp, round robin) terminates and reopens each
-// connection. The clients and the backends need CPU of their own, which both
-// contenders pay alike: the ratio is of end-to-end connection rates, not of
-// the load balancers' costs alone. Those are printed too, as CPU time per
-// connection: Sluice's XDP program's run time as the kernel counts it, and
-// HAProxy's process time (which leaves out some of the kernel's work for its
-// sockets, to HAProxy's advantage).
+// The TCP comparison with HAProxy, driven like the forwarding runs by the
+// live-frames generator. A TCP proxy terminates connections, so frames of no
+// connection would only be refused: the generator opens connections instead
+// (SYNs from many client addresses and ports), and stateless TCP endpoints in
+// XDP carry them on (bpf/bench/tcp.c): on the clients' veth one sends the
+// 16-byte request and closes when its echo comes, on the backends' veth one
+// accepts, echoes and closes. Each costs a few XDP runs per connection, so
+// the rate compared is the load balancer's and not the endpoints'. Sluice
+// forwards the clients' segments in XDP (dsr-ipip) and the backends answer
+// the clients straight over the clients' link, the network's way back that
+// direct server return takes around the load balancer; HAProxy (mode tcp,
+// round robin, its default two threads) accepts each connection and opens
+// one to a backend, whose answers come back to it. Each contender is offered
+// rising rates of new connections, 25% more a step, until it completes less
+// than 95% of two steps in a row; its rate is the most connections per
+// second it completed in a step (request out, echo back). The load
+// balancers' CPU time per connection is printed too: Sluice's XDP program's
+// run time as the kernel counts it, HAProxy's process time (which leaves out
+// some of the kernel's work for its sockets, to HAProxy's advantage).
 var (
-	tcpWorkers  = flag.Int("tcp-workers", 32, "l4: concurrent client connections in the TCP comparison")
-	tcpDuration = flag.Duration("tcp-duration", 3*time.Second, "l4: how long each TCP contender runs")
+	tcpStep    = flag.Duration("tcp-step", time.Second, "l4: how long the TCP comparison offers each rate")
+	tcpVerbose = flag.Bool("tcp-verbose", false, "l4: print each step of the TCP comparison on stderr")
 )
 
 const tcpPort = 9100
 
-// tcpLab prepares the namespaces for real TCP after the frame runs: routes
-// both ways, the VIP on the backends' loopback, the backends' addresses on
-// beB, and Sluice's decap program on beB in place of the counter.
-func (l l4lab) tcpLab() (func(), error) {
-	cmds := [][]string{
-		{"ip", "-n", l.gen, "route", "add", "default", "via", "10.98.0.2"},
-		{"ip", "-n", l.be, "addr", "add", "10.97.0.1/24", "dev", l.beB},
-		{"ip", "-n", l.be, "route", "add", "default", "via", "10.97.0.254"},
-		{"ip", "-n", l.be, "addr", "add", l4VIP.String() + "/32", "dev", "lo"},
-		{"ip", "-n", l.be, "link", "set", "lo", "up"},
-		{"ip", "-n", l.gen, "link", "set", "lo", "up"},
+// tcpClients are the generator's client addresses, routed to the clients'
+// namespace by the load balancer's.
+var tcpClients = netip.MustParsePrefix("10.99.0.0/16")
+
+// tcpEndpoints are the stateless endpoints and generator of tcp.c, attached.
+type tcpEndpoints struct {
+	objs                 bench.TCPObjects
+	client, server, pass link.Link
+}
+
+func (e *tcpEndpoints) close() {
+	for _, lk := range []link.Link{e.client, e.server, e.pass} {
+		if lk != nil {
+			lk.Close()
+		}
+	}
+	e.objs.Close()
+}
+
+// events sums a tcp.c event counter over the CPUs.
+func (e *tcpEndpoints) events(ev uint32) (uint64, error) {
+	var vs []uint64
+	if err := e.objs.TcpEvents.Lookup(ev, &vs); err != nil {
+		return 0, err
+	}
+	var n uint64
+	for _, v := range vs {
+		n += v
+	}
+	return n, nil
+}
+
+// The events of tcp.c.
+const (
+	tcpOpened uint32 = iota
+	tcpDone
+	tcpBadReply
+	tcpAnswered
+	tcpIgnored
+	tcpFailed
+)
+
+// summary names the endpoints' event counts, for a reader of stderr who
+// wonders where the connections went.
+func (e *tcpEndpoints) summary() string {
+	var b strings.Builder
+	for i, name := range []string{"opened", "done", "bad reply", "answered", "ignored", "failed"} {
+		n, err := e.events(uint32(i))
+		if err != nil {
+			return err.Error()
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %d", name, n)
+	}
+	return b.String()
+}
+
+// tcpLab routes the clients' addresses through the load balancer's namespace
+// and attaches the endpoints: tcp_client on genIf, tcp_server on beB in place
+// of the counter.
+func (l l4lab) tcpLab() (*tcpEndpoints, error) {
+	genMAC, err := macOf(l.gen, l.genIf)
+	if err != nil {
+		return nil, err
+	}
+	lbMAC, err := macOf(l.lb, l.lbA)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range [][]string{
+		{"ip", "-n", l.lb, "route", "add", tcpClients.String(), "via", "10.98.0.1", "dev", l.lbA},
+		{"ip", "-n", l.lb, "neigh", "replace", "10.98.0.1", "lladdr", genMAC.String(), "dev", l.lbA, "nud", "permanent"},
 		{"ip", "-n", l.lb, "link", "set", "lo", "up"},
-		// The backends answer from the VIP, which the load balancer's
-		// namespace has no route to: no reverse-path filter there.
-		{"ip", "netns", "exec", l.lb, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"},
-		{"ip", "netns", "exec", l.lb, "sysctl", "-qw", "net.ipv4.conf." + l.lbB + ".rp_filter=0"},
-		{"ip", "netns", "exec", l.gen, "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"},
-		// A veth leaves TCP checksums to the receiver (CHECKSUM_PARTIAL);
-		// XDP on the other side forwards the frame as it is, so the client
-		// fills them in itself, as a client behind a real NIC would.
-		{"ip", "netns", "exec", l.gen, "ethtool", "-K", l.genIf, "tx", "off"},
-	}
-	for i := 1; i < *backends; i++ {
-		cmds = append(cmds, []string{"ip", "-n", l.be, "addr", "add", backendAddr(i).String() + "/32", "dev", l.beB})
-	}
-	for _, c := range cmds {
+		// HAProxy's readiness check dials the VIP from the clients' own address.
+		{"ip", "-n", l.gen, "route", "add", "default", "via", "10.98.0.2"},
+	} {
 		if err := sh(c...); err != nil {
 			return nil, err
 		}
 	}
-	var objs bpf.DecapObjects
-	if err := bpf.LoadDecapObjects(&objs, nil); err != nil {
+	spec, err := bench.LoadTCP()
+	if err != nil {
 		return nil, err
 	}
-	key := bpf.XDPSvcKey{Family: 4}
 	vip := l4VIP.As4()
-	copy(key.Addr[:], vip[:])
-	if err := objs.DecapVips.Put(key, uint32(1)); err != nil {
-		objs.Close()
+	cnet := tcpClients.Addr().As4()
+	mask := net.CIDRMask(tcpClients.Bits(), 32)
+	for name, v := range map[string]any{
+		"lb_mac": [6]byte(lbMAC), "client_mac": [6]byte(genMAC), "vip": vip,
+		"vport": [2]byte{tcpPort >> 8, tcpPort & 0xff}, "client_net": cnet, "client_mask": [4]byte(mask),
+	} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("tcp.c %s: %w", name, err)
+		}
+	}
+	e := &tcpEndpoints{}
+	if err := spec.LoadAndAssign(&e.objs, nil); err != nil {
 		return nil, err
 	}
+	lbIdx, err := ifindexOf(l.lb, l.lbA)
+	if err == nil {
+		// The devmap resolves an ifindex in the caller's namespace.
+		err = testlab.InNS(l.lb, func() error { return e.objs.ToClients.Put(uint32(0), uint32(lbIdx)) })
+	}
+	if err == nil {
+		e.server, err = attachXDP(l.be, l.beB, e.objs.TcpServer)
+	}
+	if err == nil {
+		// The server's XDP_TX answers to HAProxy reach the load balancer's
+		// stack through an XDP program on lbB: a veth takes XDP frames in
+		// only then (GRO alone left them in its ring here).
+		e.pass, err = attachXDP(l.lb, l.lbB, e.objs.XdpPass)
+	}
+	if err == nil {
+		e.client, err = attachXDP(l.gen, l.genIf, e.objs.TcpClient)
+	}
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// attachXDP attaches prog to ifname in namespace ns, in driver mode.
+func attachXDP(ns, ifname string, prog *ebpf.Program) (link.Link, error) {
 	var lk link.Link
-	err := testlab.InNS(l.be, func() error {
-		i, err := net.InterfaceByName(l.beB)
+	err := testlab.InNS(ns, func() error {
+		i, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return err
 		}
-		lk, err = link.AttachXDP(link.XDPOptions{Program: objs.SluiceDecap, Interface: i.Index, Flags: link.XDPDriverMode})
+		lk, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: i.Index, Flags: link.XDPDriverMode})
 		return err
 	})
-	if err != nil {
-		objs.Close()
-		return nil, fmt.Errorf("attach decap: %w", err)
-	}
-	return func() { lk.Close(); objs.Close() }, nil
+	return lk, err
 }
 
-// backendServer listens on every address of the backends' namespace: it
-// reads 16 bytes, answers 16 and closes.
-func (l l4lab) backendServer() (func(), error) {
-	var ln net.Listener
-	err := testlab.InNS(l.be, func() error {
-		var lc net.ListenConfig
-		lc.SetMultipathTCP(false)
-		var err error
-		ln, err = lc.Listen(context.Background(), "tcp4", fmt.Sprintf(":%d", tcpPort))
-		return err
-	})
-	if err != nil {
-		return nil, err
+// offer runs the generator (tcp_syn_gen) for about *tcpStep, from the
+// generator's namespace on the last CPU, sending rate SYNs per second; it
+// returns how many it sent and for how long. loopRate is how many frames per
+// second the generator's run goes through (SYNs and the frames dropped
+// between them), measured anew by each run for the next one's length.
+func (l l4lab) offer(e *tcpEndpoints, genIdx int, rate float64, loopRate *float64) (uint64, time.Duration, error) {
+	// The count of SYNs goes on from run to run, and so do the clients: a
+	// 4-tuple used again would meet its TIME_WAIT at HAProxy.
+	var pace bench.TCPGenPace
+	if err := e.objs.GenPace.Lookup(uint32(0), &pace); err != nil {
+		return 0, 0, err
 	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				buf := make([]byte, 16)
-				if _, err := io.ReadFull(c, buf); err != nil {
-					return
-				}
-				_, _ = c.Write(buf)
-			}()
+	before := pace.Sent
+	pace.IntervalNs, pace.NextNs = uint64(1e9/rate), 0
+	if err := e.objs.GenPace.Put(uint32(0), pace); err != nil {
+		return 0, 0, err
+	}
+	frames := uint32(min(*loopRate*tcpStep.Seconds(), 1<<31))
+	// Ethernet, IPv4, TCP: tcp_syn_gen writes them all.
+	elapsed, err := generate(l.gen, e.objs.TcpSynGen, make([]byte, 54), genIdx, frames)
+	if err != nil {
+		return 0, 0, err
+	}
+	*loopRate = float64(frames) / elapsed.Seconds()
+	if err := e.objs.GenPace.Lookup(uint32(0), &pace); err != nil {
+		return 0, 0, err
+	}
+	return pace.Sent - before, elapsed, nil
+}
+
+// capacity offers rising rates of new connections until fewer than 95%
+// complete two steps in a row, and returns the most completed per second
+// in a step and the connections completed over all the steps.
+func (l l4lab) capacity(e *tcpEndpoints, genIdx int) (float64, uint64, error) {
+	if err := pinNAPI(l.lbA, runtime.NumCPU()-2); err != nil {
+		return 0, 0, err
+	}
+	var best float64
+	var total uint64
+	loopRate := 5e6 // a first guess; each run measures it
+	misses := 0
+	for rate := 2000.0; rate < 5e6 && misses < 2; rate *= 1.25 {
+		before, err := e.events(tcpDone)
+		if err != nil {
+			return 0, 0, err
 		}
-	}()
-	return func() { ln.Close() }, nil
-}
-
-// connections runs *tcpWorkers clients in the generator's namespace against
-// the VIP for *tcpDuration and returns how many connections completed, in
-// how long.
-func (l l4lab) connections() (uint64, time.Duration, error) {
-	target := netip.AddrPortFrom(l4VIP, tcpPort).String()
-	var done, failed atomic.Uint64
-	var errMu sync.Mutex
-	var firstErr error
-	noteErr := func(err error) {
-		errMu.Lock()
-		if firstErr == nil {
-			firstErr = err
+		sent, elapsed, err := l.offer(e, genIdx, rate, &loopRate)
+		if err != nil {
+			return 0, 0, err
 		}
-		errMu.Unlock()
+		time.Sleep(200 * time.Millisecond) // the last answers
+		after, err := e.events(tcpDone)
+		if err != nil {
+			return 0, 0, err
+		}
+		done := after - before
+		total += done
+		best = max(best, float64(done)/elapsed.Seconds())
+		if *tcpVerbose {
+			fmt.Fprintf(os.Stderr, "vethbench: offered %.0f/s for %v: %d sent, %d done (%s)\n",
+				rate, elapsed.Round(time.Millisecond), sent, done, e.summary())
+		}
+		if float64(done) < 0.95*float64(sent) {
+			misses++
+		} else {
+			misses = 0
+		}
 	}
-	var wg sync.WaitGroup
-	start := time.Now()
-	deadline := start.Add(*tcpDuration)
-	for range *tcpWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// The thread stays in the namespace and ends with the goroutine.
-			runtime.LockOSThread()
-			ns, err := netns.GetFromName(l.gen)
-			if err == nil {
-				err = netns.Set(ns)
-				ns.Close()
-			}
-			if err != nil {
-				noteErr(err)
-				return
-			}
-			d := net.Dialer{Timeout: time.Second}
-			d.SetMultipathTCP(false)
-			msg := []byte("sluice-bench-req")
-			for time.Now().Before(deadline) {
-				if err := oneRequest(&d, target, msg); err != nil {
-					failed.Add(1)
-					noteErr(err)
-					continue
-				}
-				done.Add(1)
-			}
-		}()
+	if total == 0 {
+		return 0, 0, fmt.Errorf("no connection completed (endpoints: %s)", e.summary())
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	if f := failed.Load(); f > done.Load()/100 {
-		return 0, 0, fmt.Errorf("%d of %d connections failed: %v", f, f+done.Load(), firstErr)
-	}
-	if done.Load() == 0 {
-		return 0, 0, fmt.Errorf("no connection completed: %v", firstErr)
-	}
-	return done.Load(), elapsed, nil
-}
-
-func oneRequest(d *net.Dialer, target string, msg []byte) error {
-	c, err := d.Dial("tcp4", target)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := c.Write(msg); err != nil {
-		return err
-	}
-	buf, err := io.ReadAll(c) // the backend closes first: no TIME_WAIT on the client
-	if err != nil {
-		return err
-	}
-	if len(buf) != len(msg) {
-		return fmt.Errorf("reply of %d bytes", len(buf))
-	}
-	return nil
+	return best, total, nil
 }
 
 // sluiceTCP is Sluice with a dsr-ipip TCP service on the VIP. Its CPU time
@@ -295,7 +339,9 @@ func (l l4lab) startHAProxy() (func(), *exec.Cmd, error) {
 		os.RemoveAll(dir)
 		return nil, nil, err
 	}
-	cmd := exec.Command("ip", "netns", "exec", l.lb, "haproxy", "-db", "-f", cfg)
+	// On the load balancer's CPU, where Sluice's XDP runs (the NAPI thread
+	// of lbA): one thread, as each load balancer has one core.
+	cmd := exec.Command("ip", "netns", "exec", l.lb, "taskset", "-c", strconv.Itoa(runtime.NumCPU()-2), "haproxy", "-db", "-f", cfg)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cleanup := func() {
@@ -355,16 +401,15 @@ func stopHAProxy() {
 // time each load balancer spent per connection, and prints
 // "name connections-per-second" and "name_cpu nanoseconds-per-connection".
 func (l l4lab) runTCP(beMAC net.HardwareAddr) error {
-	undoLab, err := l.tcpLab()
+	e, err := l.tcpLab()
 	if err != nil {
 		return err
 	}
-	defer undoLab()
-	stop, err := l.backendServer()
+	defer e.close()
+	genIdx, err := ifindexOf(l.gen, l.genIf)
 	if err != nil {
 		return err
 	}
-	defer stop()
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	if err != nil {
 		return fmt.Errorf("enable bpf run time stats: %w", err)
@@ -384,7 +429,7 @@ func (l l4lab) runTCP(beMAC net.HardwareAddr) error {
 			continue
 		}
 		cpu0, err0 := cpu()
-		conns, elapsed, err := l.connections()
+		rate, conns, err := l.capacity(e, genIdx)
 		cpu1, err1 := cpu()
 		cleanup()
 		if err != nil {
@@ -392,7 +437,7 @@ func (l l4lab) runTCP(beMAC net.HardwareAddr) error {
 			fmt.Printf("%s not-measured\n%s_cpu not-measured\n", c.name, c.name)
 			continue
 		}
-		fmt.Printf("%s %.0f\n", c.name, float64(conns)/elapsed.Seconds())
+		fmt.Printf("%s %.0f\n", c.name, rate)
 		if err := errors.Join(err0, err1); err != nil {
 			fmt.Fprintf(os.Stderr, "vethbench: %s cpu: %v\n", c.name, err)
 			fmt.Printf("%s_cpu not-measured\n", c.name)
