@@ -183,6 +183,9 @@ func bestOfRounds(cs []contender) error {
 			case err != nil:
 				return fmt.Errorf("%s: %w", c.name, err)
 			}
+			if err == nil {
+				fmt.Fprintf(os.Stderr, "vethbench: %s %.0f\n", c.name, r)
+			}
 			best[i] = max(best[i], r)
 		}
 	}
