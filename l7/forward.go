@@ -44,6 +44,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no service here", http.StatusMisdirectedRequest)
 		return
 	}
+	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+		// RFC 9112 6.1: a request with both Content-Length and
+		// Transfer-Encoding may be an attempt at smuggling, and a server
+		// that reads it must close after it. net/http drops the
+		// Content-Length of such a request, so here (where the proxy's own
+		// loop, which refuses it, handed the connection over) it cannot be
+		// told from a plain chunked one: every request with a transfer
+		// coding closes its connection.
+		w.Header().Set("Connection", "close")
+	}
 	vs := ep.vserverFor(r.Host)
 	vs.stats.ConnOpen()
 	defer vs.stats.ConnClose()

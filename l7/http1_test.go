@@ -167,19 +167,25 @@ func TestAConnectionMovesToNetHTTPAtTheFirstRequestTheLoopLeavesToIt(t *testing.
 	b := backend(t, "b")
 	tp.apply(t, oneLocation(tp, b))
 	rc := dialRaw(t, tp)
-	// Served by the loop, then a chunked body (net/http from here on),
-	// then a body-less request again, all on one connection.
+	// Served by the loop, then a percent-encoded path (net/http from here
+	// on), then a plain request again, all on one connection.
 	rc.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
 	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "b 0" {
 		t.Fatalf("first request: %d %q", resp.StatusCode, body)
 	}
-	rc.send("POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
-	if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != "b 5" {
-		t.Fatalf("request with a chunked body: %d %q", resp.StatusCode, body)
+	rc.send("GET /b%41 HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "b 0" || resp.Close {
+		t.Fatalf("request with a percent-encoded path: %d %q, close %v", resp.StatusCode, body, resp.Close)
 	}
 	rc.send("GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
 	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "b 0" {
 		t.Fatalf("after the hand-over: %d %q", resp.StatusCode, body)
+	}
+	// A chunked body is served there too, and ends the connection: net/http
+	// cannot tell whether a Content-Length came with it (RFC 9112 6.1).
+	rc.send("POST /d HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+	if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != "b 5" || !resp.Close {
+		t.Fatalf("request with a chunked body: %d %q, close %v", resp.StatusCode, body, resp.Close)
 	}
 }
 
@@ -562,13 +568,19 @@ func TestHTTP1OverTLSIsServedByTheLoopAndHandedOverLikePlain(t *testing.T) {
 		t.Fatalf("over TLS: %q, backend saw proto %q, Forwarded %q", body, resp.Header.Get("X-Seen-Proto"),
 			resp.Header.Get("X-Seen-Forwarded"))
 	}
-	rc.send("POST /b HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
-	if resp, body := rc.read("POST"); body != "b 2" || resp.Header.Get("X-Seen-Proto") != "https" {
+	rc.send("GET /b%41 HTTP/1.1\r\nHost: shop.test\r\n\r\n") // percent-encoding: net/http's
+	if resp, body := rc.read("GET"); body != "b 0" || resp.Header.Get("X-Seen-Proto") != "https" {
 		t.Fatalf("handed over to net/http: %q, proto %q", body, resp.Header.Get("X-Seen-Proto"))
 	}
 	rc.send("GET /c HTTP/1.1\r\nHost: shop.test\r\n\r\n")
 	if _, body := rc.read("GET"); body != "b 0" {
 		t.Fatalf("after the hand-over: %q", body)
+	}
+	// A chunked body is net/http's too, and ends the connection (see
+	// TestARequestFramedTwiceThatNetHTTPReadsClosesTheConnection).
+	rc.send("POST /d HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+	if resp, body := rc.read("POST"); body != "b 2" || resp.Header.Get("X-Seen-Proto") != "https" || !resp.Close {
+		t.Fatalf("chunked: %q, proto %q, close %v", body, resp.Header.Get("X-Seen-Proto"), resp.Close)
 	}
 
 	// A TLS client that leaves (close_notify) releases the upstream.
@@ -754,6 +766,27 @@ func TestARequestFramedTwiceIsRefusedAndTheConnectionClosed(t *testing.T) {
 	case h := <-heads:
 		t.Errorf("the upstream got %q", h)
 	default:
+	}
+}
+
+// TestARequestFramedTwiceThatNetHTTPReadsClosesTheConnection: a head the
+// proxy's loop hands to net/http (here its lines end in a bare LF) with
+// Content-Length and Transfer-Encoding is served by its chunked framing,
+// and the connection closes after it (RFC 9112 6.1): what followed it by
+// the Content-Length's count is never read as a request.
+func TestARequestFramedTwiceThatNetHTTPReadsClosesTheConnection(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	b := backend(t, "b")
+	tp.apply(t, oneLocation(tp, b))
+	rc := dialRaw(t, tp)
+	rc.send("POST /te HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\nContent-Length: 40\n\n0\r\n\r\n" +
+		"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, _ := rc.read("POST")
+	if resp.StatusCode != http.StatusOK || !resp.Close {
+		t.Fatalf("status %d, close %v; want the request served and the connection closed", resp.StatusCode, resp.Close)
+	}
+	if !rc.closed() {
+		t.Fatal("the connection stayed open after a request framed twice")
 	}
 }
 
