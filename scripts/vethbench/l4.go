@@ -7,12 +7,10 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -72,17 +70,7 @@ func runL4() error {
 		}
 	}
 	defer removeNS()
-	// Interrupted (make bench stopped with Ctrl-C): remove the namespaces
-	// and HAProxy all the same.
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sig)
-	go func() {
-		if _, ok := <-sig; ok {
-			removeNS()
-			os.Exit(1)
-		}
-	}()
+	defer cleanupOnSignal(removeNS)()
 	cmds := [][]string{
 		{"ip", "netns", "add", l.gen}, {"ip", "netns", "add", l.lb}, {"ip", "netns", "add", l.be},
 		// Made inside the namespaces: nothing of the lab is ever in the host's.

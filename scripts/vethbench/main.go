@@ -30,10 +30,12 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -87,14 +89,16 @@ func sh(args ...string) error {
 func run() error {
 	id := strconv.Itoa(os.Getpid() % 100000)
 	l := lab{gen: "slvb-gen-" + id, rx: "slvb-rx-" + id, genIf: "vbg" + id, rxIf: "vbr" + id}
-	defer func() {
+	removeNS := func() {
 		_ = exec.Command("ip", "netns", "del", l.gen).Run()
 		_ = exec.Command("ip", "netns", "del", l.rx).Run()
-	}()
+	}
+	defer removeNS()
+	defer cleanupOnSignal(removeNS)()
 	for _, c := range [][]string{
 		{"ip", "netns", "add", l.gen}, {"ip", "netns", "add", l.rx},
-		{"ip", "link", "add", l.genIf, "type", "veth", "peer", "name", l.rxIf},
-		{"ip", "link", "set", l.genIf, "netns", l.gen}, {"ip", "link", "set", l.rxIf, "netns", l.rx},
+		// Made inside the namespaces: nothing of the lab is ever in the host's.
+		{"ip", "-n", l.gen, "link", "add", l.genIf, "type", "veth", "peer", "name", l.rxIf, "netns", l.rx},
 		{"ip", "-n", l.gen, "addr", "add", "10.98.0.1/24", "dev", l.genIf},
 		{"ip", "-n", l.rx, "addr", "add", "10.98.0.2/24", "dev", l.rxIf},
 		{"ip", "-n", l.gen, "link", "set", l.genIf, "up"}, {"ip", "-n", l.rx, "link", "set", l.rxIf, "up"},
@@ -140,6 +144,29 @@ func run() error {
 		}})
 	}
 	return bestOfRounds(cs)
+}
+
+// cleanupOnSignal runs cleanup and exits when the program is interrupted
+// (make bench stopped with Ctrl-C), terminated, or its output is gone (a
+// pipe to `head` closed, which would otherwise kill it outright), so that
+// no namespace or HAProxy outlives it. The function it returns stops
+// watching.
+func cleanupOnSignal(cleanup func()) func() {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sig:
+			cleanup()
+			os.Exit(1)
+		case <-done:
+		}
+	}()
+	return func() {
+		signal.Stop(sig)
+		close(done)
+	}
 }
 
 // aclContender is an ACL with the list loaded: hook puts it in the
