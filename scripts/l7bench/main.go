@@ -62,8 +62,10 @@ func main() {
 			fail(fmt.Errorf("%s not found (scripts/deps.sh bench): %w", tool, err))
 		}
 	}
+	// Also when the terminal hangs up or the output pipe closes (`| head`
+	// would otherwise kill it outright): no proxy or backend outlives it.
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 	go func() {
 		s := <-sig
 		stopAll()
