@@ -35,8 +35,9 @@ import (
 // forwards the clients' segments in XDP (dsr-ipip) and the backends answer
 // the clients straight over the clients' link, the network's way back that
 // direct server return takes around the load balancer; HAProxy (mode tcp,
-// round robin, its default two threads) accepts each connection and opens
-// one to a backend, whose answers come back to it. Each contender is offered
+// round robin, one thread on the core where Sluice's XDP runs) accepts each
+// connection and opens one to a backend, whose answers come back to it.
+// Each contender is offered
 // rising rates of new connections, 25% more a step, until it completes less
 // than 95% of two steps in a row; its rate is the most connections per
 // second it completed in a step (request out, echo back). The load
