@@ -504,30 +504,34 @@ func countEntries[K any](m *ebpf.Map) (int, error) {
 // entry the old program adds meanwhile rehashes, to the same backend while
 // the service's table is unchanged.
 func (l *LB) MoveIPv4Flows() (int, error) {
-	var k bpf.XDPFlowKey
-	var v bpf.XDPFlowState
-	var old []bpf.XDPFlowKey
-	var states []bpf.XDPFlowState
+	type entry struct {
+		k bpf.XDPFlowKey
+		v bpf.XDPFlowState
+	}
+	var e entry
+	var moving []entry
 	it := l.flows6.Iterate()
-	for it.Next(&k, &v) {
-		if k.Family == 4 {
-			old = append(old, k)
-			states = append(states, v)
+	for it.Next(&e.k, &e.v) {
+		if e.k.Family == 4 {
+			moving = append(moving, e)
 		}
 	}
 	if err := it.Err(); err != nil {
 		return 0, fmt.Errorf("read lb_flows: %w", err)
 	}
-	for i, k := range old {
-		k4 := bpf.XDPFlowKey4{Sport: k.Sport, Dport: k.Dport, Proto: k.Proto}
-		k4.Src = binary.NativeEndian.Uint32(k.Src[:4])
-		k4.Dst = binary.NativeEndian.Uint32(k.Dst[:4])
-		if err := l.flows4.Update(k4, states[i], ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+	for i, e := range moving {
+		if err := l.flows4.Update(key4Of(e.k), e.v, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
 			return i, fmt.Errorf("move flow to lb_flows4: %w", err)
 		}
-		if err := l.flows6.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		if err := l.flows6.Delete(e.k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return i, fmt.Errorf("remove moved flow from lb_flows: %w", err)
 		}
 	}
-	return len(old), nil
+	return len(moving), nil
+}
+
+// key4Of is an IPv4 flow's key in lb_flows4 (key4_of in bpf/include/lb.h).
+func key4Of(k bpf.XDPFlowKey) bpf.XDPFlowKey4 {
+	return bpf.XDPFlowKey4{Src: binary.NativeEndian.Uint32(k.Src[:4]), Dst: binary.NativeEndian.Uint32(k.Dst[:4]),
+		Sport: k.Sport, Dport: k.Dport, Proto: k.Proto}
 }

@@ -1,7 +1,6 @@
 package maps
 
 import (
-	"encoding/binary"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -117,9 +116,7 @@ func TestIPv4FlowsOfOneTableMoveToTheirOwn(t *testing.T) {
 	}
 	after, err := lb2.FlowStats()
 	must(t, err)
-	k4 := bpf.XDPFlowKey4{Src: binary.NativeEndian.Uint32(src[:]), Dst: binary.NativeEndian.Uint32(dst[:]),
-		Sport: be16(40000), Dport: be16(53), Proto: 17}
-	must(t, lb2.flows4.Lookup(k4, &st))
+	must(t, lb2.flows4.Lookup(key4Of(old), &st))
 	if after.Hits != before.Hits+1 || st.Backend != 4 {
 		t.Errorf("moved flow: %d hits, entry %+v; want a hit on backend 4", after.Hits-before.Hits, st)
 	}

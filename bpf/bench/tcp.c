@@ -18,6 +18,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "../include/csum.h"
+#include "../include/eth.h"
 
 #define PAYLOAD 16 /* the request and its echo */
 #define SERVER_ISN 0x5eed0000
@@ -153,8 +154,8 @@ static __always_inline int parse(struct ethhdr *eth, struct iphdr *ip, void *dat
 	hdr = sizeof(*ip) + tcp->doff * 4;
 	if (tcp->doff < 5 || tot < hdr)
 		return 0;
-	__builtin_memcpy(s->src_mac, eth->h_source, ETH_ALEN);
-	__builtin_memcpy(s->dst_mac, eth->h_dest, ETH_ALEN);
+	mac_copy(s->src_mac, eth->h_source);
+	mac_copy(s->dst_mac, eth->h_dest);
 	s->saddr = ip->saddr;
 	s->daddr = ip->daddr;
 	s->sport = tcp->source;
@@ -196,8 +197,8 @@ static __always_inline struct iphdr *answer(struct xdp_md *ctx, const struct seg
 	tcp = (void *)(ip + 1);
 	if ((void *)(tcp + 1) + paylen > data_end || paylen > PAYLOAD)
 		return 0;
-	__builtin_memcpy(eth->h_dest, s->src_mac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, s->dst_mac, ETH_ALEN);
+	mac_copy(eth->h_dest, s->src_mac);
+	mac_copy(eth->h_source, s->dst_mac);
 	eth->h_proto = bpf_htons(ETH_P_IP);
 	ip->saddr = s->daddr;
 	ip->daddr = s->saddr;
@@ -285,7 +286,7 @@ int tcp_server(struct xdp_md *ctx)
 	struct iphdr *ip = (void *)(eth + 1);
 	struct seg s;
 
-	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+	if ((void *)(ip + 1) > data_end || eth_proto(eth) != bpf_htons(ETH_P_IP))
 		return XDP_PASS;
 	if (ip->protocol == IPPROTO_IPIP) {
 		/* Decapsulated: the Ethernet header moves in behind the outer IPv4. */
@@ -346,7 +347,7 @@ int tcp_client(struct xdp_md *ctx)
 	struct iphdr *ip = (void *)(eth + 1);
 	struct seg s;
 
-	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) || !is_client(ip->daddr))
+	if ((void *)(ip + 1) > data_end || eth_proto(eth) != bpf_htons(ETH_P_IP) || !is_client(ip->daddr))
 		return XDP_PASS;
 	if (!parse(eth, ip, data_end, &s) || s.sport != vport)
 		return XDP_PASS;

@@ -83,21 +83,17 @@ func (e *tcpEndpoints) events(ev uint32) (uint64, error) {
 	return n, nil
 }
 
-// The events of tcp.c.
-const (
-	tcpOpened uint32 = iota
-	tcpDone
-	tcpBadReply
-	tcpAnswered
-	tcpIgnored
-	tcpFailed
-)
+// tcpEvents names the events of tcp.c (enum tcp_event), in order; tcpDone
+// is the echoes the clients received, one a completed connection.
+var tcpEvents = []string{"opened", "done", "bad reply", "answered", "ignored", "failed"}
+
+const tcpDone = 1
 
 // summary names the endpoints' event counts, for a reader of stderr who
 // wonders where the connections went.
 func (e *tcpEndpoints) summary() string {
 	var b strings.Builder
-	for i, name := range []string{"opened", "done", "bad reply", "answered", "ignored", "failed"} {
+	for i, name := range tcpEvents {
 		n, err := e.events(uint32(i))
 		if err != nil {
 			return err.Error()
