@@ -97,6 +97,27 @@ func loadedLB(b *testing.B) *lbPath {
 	return &lbPath{datapath: d, lb: lb, rec: rec}
 }
 
+// flowCache turns the CPUs' flow caches on or off, on again when the
+// benchmark ends.
+func flowCache(b *testing.B, d *datapath, on bool) {
+	b.Helper()
+	set := func(on bool) error {
+		var off uint8
+		if !on {
+			off = 1
+		}
+		return d.objs.LbFlowCacheOff.Set(off)
+	}
+	if err := set(on); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := set(true); err != nil {
+			b.Error(err)
+		}
+	})
+}
+
 // denyList puts 100,000 prefixes (90% hosts, none the benchmark's client)
 // in a deny list in force, until the benchmark ends.
 func denyList(b *testing.B, d *datapath) {
@@ -126,8 +147,12 @@ func denyList(b *testing.B, d *datapath) {
 // encapsulation's cost is in the veth rates (scripts/vethbench -mode l4).
 //
 // conntrack-hit repeats a TCP packet of a flow that is in the table, with no
-// list (the ACL's index answers "no list"); conntrack-hit-deny-list the same
-// with 100,000 prefixes in a deny list in force.
+// list (the ACL's index answers "no list"): the CPU's flow cache sends it on,
+// and every FLOW_CACHE_REFRESH-th packet the table. conntrack-hit-deny-list
+// is the same with 100,000 prefixes in a deny list in force.
+// conntrack-hit-table is conntrack-hit with the flow cache off: what a flow
+// the cache does not hold costs (one that shares its slot with another,
+// among many more flows than slots).
 //
 // new-flow must miss the table on every run, yet Repeat sends one packet,
 // whose flow the first run records. The UDP service's flows idle out after
@@ -152,10 +177,15 @@ func BenchmarkL4(b *testing.B) {
 		pkt     []byte
 		wantHit bool
 		denying bool // a deny list in force (the others run without one)
-	}{{"conntrack-hit", hit, true, false}, {"new-flow", miss, false, false}, {"conntrack-hit-deny-list", hit, true, true}} {
+		noCache bool // the flow cache off
+	}{{"conntrack-hit", hit, true, false, false}, {"conntrack-hit-table", hit, true, false, true},
+		{"new-flow", miss, false, false, false}, {"conntrack-hit-deny-list", hit, true, true, false}} {
 		b.Run(c.name, func(b *testing.B) {
 			if c.denying {
 				denyList(b, p.datapath)
+			}
+			if c.noCache {
+				flowCache(b, p.datapath, false)
 			}
 			before, err := p.lb.FlowStats()
 			if err != nil {
@@ -169,6 +199,11 @@ func BenchmarkL4(b *testing.B) {
 			hits, misses := after.Hits-before.Hits, after.Misses-before.Misses
 			if c.wantHit && (misses != 0 || hits == 0) || !c.wantHit && (hits != 0 || misses == 0) {
 				b.Fatalf("connection table: %d hits, %d misses", hits, misses)
+			}
+			// The cache serves all but the table's turns, or nothing when off.
+			cached := after.CacheHits - before.CacheHits
+			if c.wantHit && !c.noCache && cached < hits*9/10 || (c.noCache || !c.wantHit) && cached != 0 {
+				b.Fatalf("flow cache: %d of %d hits", cached, hits)
 			}
 		})
 	}

@@ -88,6 +88,15 @@ const (
 	XDPDropReasonDROP_REASON_MAX      XDPDropReason = 8
 )
 
+type XDPFlowCacheEntry struct {
+	_       structs.HostLayout
+	Key     XDPFlowKey
+	Backend uint32
+	Svc     uint32
+	Gen     uint32
+	Hits    uint32
+}
+
 type XDPFlowKey struct {
 	_      structs.HostLayout
 	Src    [16]uint8
@@ -135,6 +144,7 @@ type XDPLbFlowStats struct {
 	IcmpRouted  uint64
 	EchoReplies uint64
 	TooBig      uint64
+	CacheHits   uint64
 }
 
 type XDPLbHash uint32
@@ -225,6 +235,8 @@ const (
 	XDPMapAclV6Host         = "acl_v6_host"
 	XDPMapLbBackends        = "lb_backends"
 	XDPMapLbConfig          = "lb_config"
+	XDPMapLbFlowCache       = "lb_flow_cache"
+	XDPMapLbFlowGen         = "lb_flow_gen"
 	XDPMapLbFlows           = "lb_flows"
 	XDPMapLbFlows4          = "lb_flows4"
 	XDPMapLbIfaces          = "lb_ifaces"
@@ -241,6 +253,7 @@ const (
 	XDPMapStatsList         = "stats_list"
 	XDPMapStatsSvc          = "stats_svc"
 	XDPProgSluiceXdp        = "sluice_xdp"
+	XDPVarLbFlowCacheOff    = "lb_flow_cache_off"
 	XDPVarUnusedBackendFlag = "unused_backend_flag"
 	XDPVarUnusedDropReason  = "unused_drop_reason"
 	XDPVarUnusedLbHash      = "unused_lb_hash"
@@ -308,6 +321,8 @@ type XDPMapSpecs struct {
 	AclV6Host    *ebpf.MapSpec `ebpf:"acl_v6_host"`
 	LbBackends   *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbConfig     *ebpf.MapSpec `ebpf:"lb_config"`
+	LbFlowCache  *ebpf.MapSpec `ebpf:"lb_flow_cache"`
+	LbFlowGen    *ebpf.MapSpec `ebpf:"lb_flow_gen"`
 	LbFlows      *ebpf.MapSpec `ebpf:"lb_flows"`
 	LbFlows4     *ebpf.MapSpec `ebpf:"lb_flows4"`
 	LbIfaces     *ebpf.MapSpec `ebpf:"lb_ifaces"`
@@ -329,6 +344,7 @@ type XDPMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type XDPVariableSpecs struct {
+	LbFlowCacheOff    *ebpf.VariableSpec `ebpf:"lb_flow_cache_off"`
 	UnusedBackendFlag *ebpf.VariableSpec `ebpf:"unused_backend_flag"`
 	UnusedDropReason  *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
 	UnusedLbHash      *ebpf.VariableSpec `ebpf:"unused_lb_hash"`
@@ -367,6 +383,8 @@ type XDPMaps struct {
 	AclV6Host    *ebpf.Map `ebpf:"acl_v6_host"`
 	LbBackends   *ebpf.Map `ebpf:"lb_backends"`
 	LbConfig     *ebpf.Map `ebpf:"lb_config"`
+	LbFlowCache  *ebpf.Map `ebpf:"lb_flow_cache"`
+	LbFlowGen    *ebpf.Map `ebpf:"lb_flow_gen"`
 	LbFlows      *ebpf.Map `ebpf:"lb_flows"`
 	LbFlows4     *ebpf.Map `ebpf:"lb_flows4"`
 	LbIfaces     *ebpf.Map `ebpf:"lb_ifaces"`
@@ -396,6 +414,8 @@ func (m *XDPMaps) Close() error {
 		m.AclV6Host,
 		m.LbBackends,
 		m.LbConfig,
+		m.LbFlowCache,
+		m.LbFlowGen,
 		m.LbFlows,
 		m.LbFlows4,
 		m.LbIfaces,
@@ -418,6 +438,7 @@ func (m *XDPMaps) Close() error {
 //
 // It can be passed to LoadXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
 type XDPVariables struct {
+	LbFlowCacheOff    *ebpf.Variable `ebpf:"lb_flow_cache_off"`
 	UnusedBackendFlag *ebpf.Variable `ebpf:"unused_backend_flag"`
 	UnusedDropReason  *ebpf.Variable `ebpf:"unused_drop_reason"`
 	UnusedLbHash      *ebpf.Variable `ebpf:"unused_lb_hash"`

@@ -104,6 +104,12 @@ func OpenDatapath(opts DatapathOptions) (*Datapath, error) {
 			return nil, err
 		}
 	}
+	// A daemon that stopped between a write and its invalidation (see
+	// InvalidateFlowCache) left caches that may differ from the tables.
+	if err := lb.InvalidateFlowCache(); err != nil {
+		dp.Close()
+		return nil, err
+	}
 	return dp, nil
 }
 

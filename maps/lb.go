@@ -62,7 +62,10 @@ type LBCounter struct {
 
 // FlowStats are the connection table's counters, summed over CPUs.
 type FlowStats struct {
+	// Hits counts the packets of flows the table knew, CacheHits those of
+	// them that a CPU's flow cache sent on without a table lookup.
 	Hits        uint64 `json:"hits"`
+	CacheHits   uint64 `json:"cache_hits"`
 	Misses      uint64 `json:"misses"`
 	ICMPRouted  uint64 `json:"icmp_routed"`
 	EchoReplies uint64 `json:"echo_replies"`
@@ -74,6 +77,7 @@ type LB struct {
 	services, svcIDs, vips, vipFilter, maglev, backends, settings, ifaces, txPorts *ebpf.Map
 	flows4, flows6                                                                 *ebpf.Map // the connection table, by family
 	statsSvc, statsBackend, statsFlows                                             *ebpf.Map
+	flowGen                                                                        *ebpf.Map // the flow caches' generation
 	innerSpec                                                                      *ebpf.MapSpec
 }
 
@@ -86,7 +90,7 @@ func (d *Datapath) LB() *LB {
 func lbOf(o *bpf.XDPObjects, innerSpec *ebpf.MapSpec) *LB {
 	return &LB{services: o.LbServices, svcIDs: o.LbSvcIds, vips: o.LbVips, vipFilter: o.LbVipFilter, maglev: o.LbMaglev, backends: o.LbBackends,
 		flows4: o.LbFlows4, flows6: o.LbFlows, settings: o.LbConfig, ifaces: o.LbIfaces, txPorts: o.LbTxPorts,
-		statsSvc: o.StatsSvc, statsBackend: o.StatsBackend, statsFlows: o.StatsFlows, innerSpec: innerSpec}
+		statsSvc: o.StatsSvc, statsBackend: o.StatsBackend, statsFlows: o.StatsFlows, flowGen: o.LbFlowGen, innerSpec: innerSpec}
 }
 
 // NewLB wraps the L4 maps of loaded XDP objects (tests and tools that load
@@ -300,6 +304,29 @@ func (l *LB) SyncVIPFilter() error {
 	return putAll(l.vipFilter, ids, words)
 }
 
+// InvalidateFlowCache makes every CPU's flow cache forget what it holds
+// (lb_flow_gen in bpf/include/maps.h): their flows go to the connection
+// table again, once each. A cached flow is checked on every packet as a
+// table hit is (its service, its backend's owner and state), so a cache
+// can differ from the table only in which backend the table names for a
+// flow. The table changes that under a cache when the daemon writes it, or
+// when another CPU gives the flow a new backend, which it does only while
+// the old one is unusable, and that one becomes usable again only through
+// PutBackend. So this runs after those writes. (An entry the LRU evicted
+// and another CPU re-picked from a changed Maglev table differs until the
+// cache's next turn at the table, FLOW_CACHE_REFRESH packets at most; such
+// an eviction moves the flow without a cache too.)
+func (l *LB) InvalidateFlowCache() error {
+	var gen uint32
+	if err := l.flowGen.Lookup(uint32(0), &gen); err != nil {
+		return fmt.Errorf("read the flow caches' generation: %w", err)
+	}
+	if err := l.flowGen.Put(uint32(0), gen+1); err != nil {
+		return fmt.Errorf("invalidate the flow caches: %w", err)
+	}
+	return nil
+}
+
 // PutBackend writes backend id.
 func (l *LB) PutBackend(id uint32, b BackendEntry) error {
 	a, fam := addr16(b.Addr)
@@ -311,7 +338,7 @@ func (l *LB) PutBackend(id uint32, b BackendEntry) error {
 	if err := l.backends.Put(id, v); err != nil {
 		return fmt.Errorf("put backend %d (%s): %w", id, b.Addr, err)
 	}
-	return nil
+	return l.InvalidateFlowCache()
 }
 
 // ClearBackend frees backend id: flows that still name it rehash.
@@ -319,7 +346,7 @@ func (l *LB) ClearBackend(id uint32) error {
 	if err := l.backends.Put(id, bpf.XDPBackendInfo{}); err != nil {
 		return fmt.Errorf("clear backend %d: %w", id, err)
 	}
-	return nil
+	return l.InvalidateFlowCache()
 }
 
 // Backends reads every backend in use, by id.
@@ -466,7 +493,8 @@ func (l *LB) FlowStats() (FlowStats, error) {
 		return s, err
 	}
 	for _, v := range vs {
-		s.Hits += v.Hits
+		s.Hits += v.Hits + v.CacheHits
+		s.CacheHits += v.CacheHits
 		s.Misses += v.Misses
 		s.ICMPRouted += v.IcmpRouted
 		s.EchoReplies += v.EchoReplies
@@ -527,7 +555,7 @@ func (l *LB) MoveIPv4Flows() (int, error) {
 			return i, fmt.Errorf("remove moved flow from lb_flows: %w", err)
 		}
 	}
-	return len(moving), nil
+	return len(moving), l.InvalidateFlowCache()
 }
 
 // key4Of is an IPv4 flow's key in lb_flows4 (key4_of in bpf/include/lb.h).

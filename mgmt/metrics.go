@@ -17,7 +17,7 @@ type datapathCollector struct {
 	packets, bytes, listDrops, drops, entries *prometheus.Desc
 
 	svcPackets, svcBytes, svcFlows, bePackets, beBytes, beFlows *prometheus.Desc
-	ctEntries, ctHits, ctMisses                                 *prometheus.Desc
+	ctEntries, ctHits, ctCacheHits, ctMisses                    *prometheus.Desc
 }
 
 func newDatapathCollector(stats func() (Stats, error), acl *aclState) *datapathCollector {
@@ -38,13 +38,15 @@ func newDatapathCollector(stats func() (Stats, error), acl *aclState) *datapathC
 		beFlows:    prometheus.NewDesc("sluice_backend_new_flows_total", "Flows each backend took on.", []string{"service", "backend"}, nil),
 		ctEntries:  prometheus.NewDesc("sluice_conntrack_entries", "Flows in the L4 connection table.", nil, nil),
 		ctHits:     prometheus.NewDesc("sluice_conntrack_hits_total", "Packets whose flow the connection table knew.", nil, nil),
-		ctMisses:   prometheus.NewDesc("sluice_conntrack_misses_total", "Packets that went to the Maglev table (new flows, rehashed flows).", nil, nil),
+		ctCacheHits: prometheus.NewDesc("sluice_conntrack_cache_hits_total",
+			"Of the connection table's hits, those a CPU's flow cache served without a table lookup.", nil, nil),
+		ctMisses: prometheus.NewDesc("sluice_conntrack_misses_total", "Packets that went to the Maglev table (new flows, rehashed flows).", nil, nil),
 	}
 }
 
 func (c *datapathCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.listDrops, c.drops, c.entries,
-		c.svcPackets, c.svcBytes, c.svcFlows, c.bePackets, c.beBytes, c.beFlows, c.ctEntries, c.ctHits, c.ctMisses} {
+		c.svcPackets, c.svcBytes, c.svcFlows, c.bePackets, c.beBytes, c.beFlows, c.ctEntries, c.ctHits, c.ctCacheHits, c.ctMisses} {
 		ch <- d
 	}
 }
@@ -83,6 +85,7 @@ func (c *datapathCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.ctEntries, prometheus.GaugeValue, float64(st.L4.Entries))
 	counter(c.ctHits, st.L4.Flows.Hits)
+	counter(c.ctCacheHits, st.L4.Flows.CacheHits)
 	counter(c.ctMisses, st.L4.Flows.Misses)
 }
 

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicelb/sluice/mgmt/client"
 	"github.com/sluicelb/sluice/test/lab"
 )
 
@@ -166,10 +168,18 @@ func TestL4DSRIPIP(t *testing.T) {
 		t.Errorf("lb_svc_ids is not pinned after the upgrade: %v", err)
 	}
 
-	// The counters saw it.
+	// The counters saw it, and the flow caches served most packets of
+	// the connections: every one after a connection's first.
 	stats := l.MustCLI("stats")
 	if !strings.Contains(stats, "web") || !strings.Contains(stats, b1) {
 		t.Errorf("stats miss the service:\n%s", stats)
+	}
+	var st client.Stats
+	if err := json.Unmarshal([]byte(l.MustCLI("stats", "-o", "json")), &st); err != nil || st.L4 == nil {
+		t.Fatalf("stats -o json: %v", err)
+	}
+	if ct := st.L4.Conntrack; ct.CacheHits == 0 || ct.CacheHits > ct.Hits {
+		t.Errorf("conntrack: %d hits, %d of them from the flow caches", ct.Hits, ct.CacheHits)
 	}
 }
 

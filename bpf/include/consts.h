@@ -58,6 +58,12 @@
 #ifndef MAX_FLOWS
 #define MAX_FLOWS (1 << 20)
 #endif
+/* Slots of each CPU's flow cache (a power of two; 56 bytes each), and how
+ * often a flow the cache serves goes to the connection table instead: once
+ * every FLOW_CACHE_REFRESH packets, so that the table's LRU sees the flow in
+ * use and keeps it. */
+#define FLOW_CACHE_SLOTS (1 << 14)
+#define FLOW_CACHE_REFRESH 32
 /* The Maglev table size compiled into the inner-map template; each service's
  * table is created with its own size (BPF_F_INNER_MAP). */
 #define DEFAULT_MAGLEV_SIZE 65537

@@ -162,6 +162,17 @@ struct flow_key {
 	__u8 pad[2];
 };
 
+/* A slot of a CPU's flow cache (lb_flow_cache): a TCP flow the connection
+ * table holds, with what its entry says. Valid while gen is lb_flow_gen's.
+ * Mirrored in Go by bpf.XDPFlowCacheEntry. */
+struct flow_cache_entry {
+	struct flow_key key;
+	__u32 backend;
+	__u32 svc;  /* the service's id + 1, as in flow_state */
+	__u32 gen;
+	__u32 hits; /* packets served, for the FLOW_CACHE_REFRESH turn */
+};
+
 /* An IPv4 flow's connection-table key: the flow_key's fields in 16 bytes,
  * which the kernel hashes and compares in less than half the time of the
  * 40 (jhash over 4 words, not 10: ~10 ns a lookup). Mirrored in Go by
@@ -214,6 +225,7 @@ struct lb_flow_stats {
 	__u64 icmp_routed; /* ICMP errors about a flow sent to the flow's backend */
 	__u64 echo_replies;
 	__u64 too_big;     /* ICMP fragmentation-needed / packet-too-big sent */
+	__u64 cache_hits;  /* packets a CPU's flow cache sent on (hits counts the table's) */
 };
 
 /* An endpoint the sk_lookup program steers to a listener (bpf/sk_lookup.c).

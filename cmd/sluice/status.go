@@ -97,8 +97,8 @@ func statsTable(w io.Writer, st client.Stats) {
 	}
 	fmt.Fprintln(w)
 	ct := st.L4.Conntrack
-	row(w, "CONNTRACK", "ENTRIES", "HITS", "MISSES", "ICMP ROUTED")
-	row(w, "", grouped(st.L4.Entries), human(ct.Hits), human(ct.Misses), human(ct.ICMPRouted))
+	row(w, "CONNTRACK", "ENTRIES", "HITS", "FROM CACHE", "MISSES", "ICMP ROUTED")
+	row(w, "", grouped(st.L4.Entries), human(ct.Hits), human(ct.CacheHits), human(ct.Misses), human(ct.ICMPRouted))
 }
 
 // sortedKeys returns the keys of m: first those of order (all of them, even
