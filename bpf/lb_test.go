@@ -200,6 +200,22 @@ func TestEncapsulationBytes(t *testing.T) {
 	v, out = p.runOut(t, pkt)
 	expectFrame(t, "ip6ip6", v, xdpTX, out, ip6ip6(t, pkt, p.backendOf(t, "web6", f), l4.TunnelHash(f)))
 
+	// The next packet of a flow, from the CPU's flow cache, comes out the same.
+	onCPU(t, 0, func() {
+		for _, c := range []struct {
+			name string
+			pkt  []byte
+		}{{"ipip", tcp4(t, client4, 40010, vip4, 443, 100, true)}, {"ip6ip6", tcp6(t, client6, 40010, vip6, 443, 100)}} {
+			_, first := p.runOut(t, c.pkt)
+			s0 := p.flowStats(t)
+			v, out := p.runOut(t, c.pkt)
+			expectFrame(t, c.name+" from the cache", v, xdpTX, out, first)
+			if s1 := p.flowStats(t); s1.CacheHits != s0.CacheHits+1 {
+				t.Errorf("%s: the flow's next packet did not come from the cache (cache hits %d → %d)", c.name, s0.CacheHits, s1.CacheHits)
+			}
+		}
+	})
+
 	// dsr-l2: only the MACs change.
 	must(t, p.rec.Set(service("l2", vip4, 80, l4.ModeDSRL2, "10.1.0.21")))
 	pkt = tcp4(t, client4, 40004, vip4, 80, 10, false)
