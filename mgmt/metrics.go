@@ -30,17 +30,16 @@ func newDatapathCollector(stats func() (Stats, error), acl *aclState) *datapathC
 		drops:     prometheus.NewDesc("sluice_drops_total", "Packets dropped by XDP, by reason.", []string{"reason"}, nil),
 		entries:   prometheus.NewDesc("sluice_acl_entries", "Prefixes in each list.", []string{"list"}, nil),
 
-		svcPackets: prometheus.NewDesc("sluice_service_packets_total", "Packets forwarded for each L4 service.", []string{"service"}, nil),
-		svcBytes:   prometheus.NewDesc("sluice_service_bytes_total", "Bytes forwarded for each L4 service.", []string{"service"}, nil),
-		svcFlows:   prometheus.NewDesc("sluice_service_new_flows_total", "Flows each L4 service took on.", []string{"service"}, nil),
-		bePackets:  prometheus.NewDesc("sluice_backend_packets_total", "Packets forwarded to each backend.", []string{"service", "backend"}, nil),
-		beBytes:    prometheus.NewDesc("sluice_backend_bytes_total", "Bytes forwarded to each backend.", []string{"service", "backend"}, nil),
-		beFlows:    prometheus.NewDesc("sluice_backend_new_flows_total", "Flows each backend took on.", []string{"service", "backend"}, nil),
-		ctEntries:  prometheus.NewDesc("sluice_conntrack_entries", "Flows in the L4 connection table.", nil, nil),
-		ctHits:     prometheus.NewDesc("sluice_conntrack_hits_total", "Packets whose flow the connection table knew.", nil, nil),
-		ctCacheHits: prometheus.NewDesc("sluice_conntrack_cache_hits_total",
-			"Of the connection table's hits, those a CPU's flow cache served without a table lookup.", nil, nil),
-		ctMisses: prometheus.NewDesc("sluice_conntrack_misses_total", "Packets that went to the Maglev table (new flows, rehashed flows).", nil, nil),
+		svcPackets:  prometheus.NewDesc("sluice_service_packets_total", "Packets forwarded for each L4 service.", []string{"service"}, nil),
+		svcBytes:    prometheus.NewDesc("sluice_service_bytes_total", "Bytes forwarded for each L4 service.", []string{"service"}, nil),
+		svcFlows:    prometheus.NewDesc("sluice_service_new_flows_total", "Flows each L4 service took on.", []string{"service"}, nil),
+		bePackets:   prometheus.NewDesc("sluice_backend_packets_total", "Packets forwarded to each backend.", []string{"service", "backend"}, nil),
+		beBytes:     prometheus.NewDesc("sluice_backend_bytes_total", "Bytes forwarded to each backend.", []string{"service", "backend"}, nil),
+		beFlows:     prometheus.NewDesc("sluice_backend_new_flows_total", "Flows each backend took on.", []string{"service", "backend"}, nil),
+		ctEntries:   prometheus.NewDesc("sluice_conntrack_entries", "Flows in the L4 connection table.", nil, nil),
+		ctHits:      prometheus.NewDesc("sluice_conntrack_hits_total", "Packets whose flow the connection table knew.", nil, nil),
+		ctCacheHits: prometheus.NewDesc("sluice_conntrack_cache_hits_total", "Hits a CPU's flow cache served without a table lookup.", nil, nil),
+		ctMisses:    prometheus.NewDesc("sluice_conntrack_misses_total", "Packets that went to the Maglev table (new flows, rehashed flows).", nil, nil),
 	}
 }
 

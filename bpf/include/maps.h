@@ -193,10 +193,11 @@ struct {
 } lb_flow_cache SEC(".maps");
 
 /* The flow caches' generation: an entry counts only while its gen is this.
- * maps/lb.go bumps it after every change to services, backends or the
- * connection table, so no CPU keeps sending a flow where the table no
- * longer does (a backend down and up again while another CPU moved the
- * flow). The datapath reads it before any other flow state. */
+ * maps/lb.go bumps it after every write of a backend or of the connection
+ * table (InvalidateFlowCache says why those), so no CPU keeps sending a
+ * flow where the table no longer does (a backend down and up again while
+ * another CPU moved the flow). The datapath reads it before any other flow
+ * state, so the gen an entry carries is never newer than what it copied. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
