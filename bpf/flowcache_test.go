@@ -4,8 +4,10 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/sluicelb/sluice/bpf"
 	"github.com/sluicelb/sluice/l4"
 	"github.com/sluicelb/sluice/maps"
 )
@@ -131,4 +133,29 @@ func TestFlowsSharingACacheSlotKeepTheirBackends(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A cache given 64 slots has them, and puts a flow in its slot among those
+// 64: a flow whose slot among the default 16,384 lies past them is served
+// from the cache all the same. A size that is not a power of two is refused.
+func TestFlowCacheTakesItsSize(t *testing.T) {
+	p := loadLB(t, func(spec *ebpf.CollectionSpec) { must(t, bpf.SetFlowCacheSlots(spec, 64)) })
+	if n := p.objs.LbFlowCache.MaxEntries(); n != 64 {
+		t.Fatalf("flow cache of %d slots, want 64", n)
+	}
+	must(t, p.rec.Set(service("web", vip4, 443, l4.ModeDSRIPIP, "10.1.0.11", "10.1.0.12")))
+	port, _ := findFlow(t, func(f l4.Flow) bool { return l4.TunnelHash(f)&(1<<14-1) >= 64 })
+	onCPU(t, 0, func() {
+		p.sentTo(t, port)
+		s0 := p.flowStats(t)
+		p.sentTo(t, port)
+		if s1 := p.flowStats(t); s1.CacheHits != s0.CacheHits+1 {
+			t.Errorf("the flow's next packet did not come from the cache (cache hits %d → %d)", s0.CacheHits, s1.CacheHits)
+		}
+	})
+	spec, err := bpf.LoadXDP()
+	must(t, err)
+	if err := bpf.SetFlowCacheSlots(spec, 48); err == nil {
+		t.Error("a flow cache of 48 slots was accepted")
+	}
 }

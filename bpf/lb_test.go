@@ -46,9 +46,9 @@ type lbPath struct {
 	rec *l4.Reconciler
 }
 
-func loadLB(t testing.TB) *lbPath {
+func loadLB(t testing.TB, edits ...func(*ebpf.CollectionSpec)) *lbPath {
 	t.Helper()
-	d := load(t)
+	d := load(t, edits...)
 	lb, err := maps.NewLB(&d.objs)
 	must(t, err)
 	rec, err := l4.NewReconciler(lb, func(a netip.Addr) (l4.NextHop, error) {

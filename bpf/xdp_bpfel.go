@@ -254,6 +254,7 @@ const (
 	XDPMapStatsSvc          = "stats_svc"
 	XDPProgSluiceXdp        = "sluice_xdp"
 	XDPVarLbFlowCacheOff    = "lb_flow_cache_off"
+	XDPVarLbFlowCacheSlots  = "lb_flow_cache_slots"
 	XDPVarUnusedBackendFlag = "unused_backend_flag"
 	XDPVarUnusedDropReason  = "unused_drop_reason"
 	XDPVarUnusedLbHash      = "unused_lb_hash"
@@ -345,6 +346,7 @@ type XDPMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type XDPVariableSpecs struct {
 	LbFlowCacheOff    *ebpf.VariableSpec `ebpf:"lb_flow_cache_off"`
+	LbFlowCacheSlots  *ebpf.VariableSpec `ebpf:"lb_flow_cache_slots"`
 	UnusedBackendFlag *ebpf.VariableSpec `ebpf:"unused_backend_flag"`
 	UnusedDropReason  *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
 	UnusedLbHash      *ebpf.VariableSpec `ebpf:"unused_lb_hash"`
@@ -439,6 +441,7 @@ func (m *XDPMaps) Close() error {
 // It can be passed to LoadXDPObjects or ebpf.CollectionSpec.LoadAndAssign.
 type XDPVariables struct {
 	LbFlowCacheOff    *ebpf.Variable `ebpf:"lb_flow_cache_off"`
+	LbFlowCacheSlots  *ebpf.Variable `ebpf:"lb_flow_cache_slots"`
 	UnusedBackendFlag *ebpf.Variable `ebpf:"unused_backend_flag"`
 	UnusedDropReason  *ebpf.Variable `ebpf:"unused_drop_reason"`
 	UnusedLbHash      *ebpf.Variable `ebpf:"unused_lb_hash"`

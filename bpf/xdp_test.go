@@ -30,10 +30,18 @@ type datapath struct {
 	stats  maps.Stats
 }
 
-func load(t testing.TB) *datapath {
+// load loads the XDP program and its maps, after edits to their spec.
+func load(t testing.TB, edits ...func(*ebpf.CollectionSpec)) *datapath {
 	t.Helper()
 	d := &datapath{}
-	if err := bpf.LoadXDPObjects(&d.objs, nil); err != nil {
+	spec, err := bpf.LoadXDP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, edit := range edits {
+		edit(spec)
+	}
+	if err := spec.LoadAndAssign(&d.objs, nil); err != nil {
 		t.Fatalf("load xdp: %v", err)
 	}
 	t.Cleanup(func() { d.objs.Close() })

@@ -23,6 +23,9 @@ type DatapathOptions struct {
 	// the IPv6 one unless FlowTableSize6 is set; 0 keeps the compiled
 	// default.
 	FlowTableSize, FlowTableSize6 uint32
+	// FlowCacheSlots is the size of each CPU's flow cache (a power of two);
+	// 0 keeps the compiled default.
+	FlowCacheSlots uint32
 }
 
 // Datapath is the loaded XDP program and its pinned maps.
@@ -54,6 +57,9 @@ func OpenDatapath(opts DatapathOptions) (*Datapath, error) {
 		size6 = opts.FlowTableSize
 	}
 	bpf.SetFlowTableSize(spec, opts.FlowTableSize, size6)
+	if err := bpf.SetFlowCacheSlots(spec, opts.FlowCacheSlots); err != nil {
+		return nil, err
+	}
 	pinDir := filepath.Join(opts.PinDir, "maps")
 	if err := os.MkdirAll(pinDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create pin dir: %w", err)

@@ -149,14 +149,15 @@ func TestModMagicGivesTheRemainder(t *testing.T) {
 }
 
 // TestFlowTablesTakeTheirSizes: the IPv6 connection table is as large as
-// the IPv4 one unless it is given its own size.
+// the IPv4 one unless it is given its own size; the flow caches take theirs,
+// 16,384 slots unless told.
 func TestFlowTablesTakeTheirSizes(t *testing.T) {
 	for _, c := range []struct {
-		opts         DatapathOptions
-		want4, want6 uint32
+		opts                DatapathOptions
+		want4, want6, cache uint32
 	}{
-		{DatapathOptions{FlowTableSize: 4096}, 4096, 4096},
-		{DatapathOptions{FlowTableSize: 4096, FlowTableSize6: 512}, 4096, 512},
+		{DatapathOptions{FlowTableSize: 4096}, 4096, 4096, 1 << 14},
+		{DatapathOptions{FlowTableSize: 4096, FlowTableSize6: 512, FlowCacheSlots: 1024}, 4096, 512, 1024},
 	} {
 		dir := t.TempDir()
 		c.opts.PinDir, c.opts.ACLMaxEntries = dir, 1024
@@ -166,6 +167,12 @@ func TestFlowTablesTakeTheirSizes(t *testing.T) {
 		if got4, got6 := lb.flows4.MaxEntries(), lb.flows6.MaxEntries(); got4 != c.want4 || got6 != c.want6 {
 			t.Errorf("%+v: tables of %d and %d flows, want %d and %d", c.opts, got4, got6, c.want4, c.want6)
 		}
+		if got := dp.objs.LbFlowCache.MaxEntries(); got != c.cache {
+			t.Errorf("%+v: flow caches of %d slots, want %d", c.opts, got, c.cache)
+		}
 		dp.Close()
+	}
+	if _, err := OpenDatapath(DatapathOptions{PinDir: t.TempDir(), ACLMaxEntries: 1024, FlowCacheSlots: 1000}); err == nil {
+		t.Error("flow caches of 1000 slots were accepted")
 	}
 }

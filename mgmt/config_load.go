@@ -65,6 +65,9 @@ func (c Config) Validate() error {
 	if c.L4.FlowTableSize == 0 {
 		return errors.New("l4.flow_table_size must be positive")
 	}
+	if n := c.L4.FlowCacheSlots; n == 0 || n&(n-1) != 0 || n > 1<<20 {
+		return fmt.Errorf("l4.flow_cache_slots %d: want a power of two up to 1048576", n)
+	}
 	if c.L4.UDPTimeoutSeconds < 0 {
 		return errors.New("l4.udp_timeout_seconds must not be negative")
 	}

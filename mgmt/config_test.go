@@ -33,7 +33,11 @@ func TestConfigLoadsAndValidates(t *testing.T) {
 	if cfg, err := LoadConfig(path); err != nil || cfg.L4.FlowTableSize != 4096 || cfg.L4.FlowTableSize6 != 512 {
 		t.Fatalf("l4 = %+v, %v; want tables of 4096 and 512 flows", cfg.L4, err)
 	}
-	for _, bad := range []string{"xdp_mode: turbo\n", "policy: maybe\n", "protect: [10.0.0.1/8]\n", "api: {listen: ':1'}\n"} {
+	if cfg.L4.FlowCacheSlots != 1<<14 {
+		t.Errorf("flow caches of %d slots by default, want 16384", cfg.L4.FlowCacheSlots)
+	}
+	for _, bad := range []string{"xdp_mode: turbo\n", "policy: maybe\n", "protect: [10.0.0.1/8]\n", "api: {listen: ':1'}\n",
+		"l4: {flow_cache_slots: 1000}\n", "l4: {flow_cache_slots: 0}\n"} {
 		if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -46,7 +46,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer store.Close()
 
 	dp, err := maps.OpenDatapath(maps.DatapathOptions{PinDir: cfg.BPFFS, ACLMaxEntries: cfg.ACLMaxEntries,
-		FlowTableSize: cfg.L4.FlowTableSize, FlowTableSize6: cfg.L4.FlowTableSize6})
+		FlowTableSize: cfg.L4.FlowTableSize, FlowTableSize6: cfg.L4.FlowTableSize6, FlowCacheSlots: cfg.L4.FlowCacheSlots})
 	if err != nil {
 		return err
 	}

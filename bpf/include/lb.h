@@ -15,6 +15,9 @@
 /* Set by benchmarks that measure the connection table's own hit, with no
  * CPU's flow cache in front of it; the daemon never sets it. */
 volatile __u8 lb_flow_cache_off;
+/* lb_flow_cache's slots, a power of two: bpf.SetFlowCacheSlots sets both
+ * before load. */
+volatile const __u32 lb_flow_cache_slots = FLOW_CACHE_SLOTS;
 
 static __always_inline __u32 ifindex_slot(__u32 ifindex)
 {
@@ -633,7 +636,7 @@ static __always_inline struct backend_info *cached_flow(struct flow_cache_entry 
  * a flow). */
 static __always_inline struct flow_cache_entry *flow_cache_slot(const struct flow_key *fk, __u32 hash, int record)
 {
-	__u32 slot = hash & (FLOW_CACHE_SLOTS - 1);
+	__u32 slot = hash & (lb_flow_cache_slots - 1);
 
 	if (lb_flow_cache_off || !record || fk->proto != IPPROTO_TCP)
 		return 0;

@@ -42,6 +42,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error"},
 			&cli.UintFlag{Name: "flow-table-size", Usage: "flows the L4 connection table holds: the IPv4 one, and the IPv6 one unless --flow-table-size6 is set"},
 			&cli.UintFlag{Name: "flow-table-size6", Usage: "flows the IPv6 connection table holds (default: --flow-table-size)"},
+			&cli.UintFlag{Name: "flow-cache-slots", Usage: "slots of each CPU's TCP flow cache, a power of two (56 bytes each, on every CPU)"},
 			&cli.StringFlag{Name: "encap-src4", Usage: "outer source prefix of IPIP (default: the VIP)"},
 			&cli.StringFlag{Name: "encap-src6", Usage: "outer source prefix of IP6IP6 (default: the VIP)"},
 			&cli.IntFlag{Name: "udp-timeout", Usage: "seconds an idle UDP flow keeps its backend"},
@@ -101,6 +102,9 @@ func serveConfig(c *cli.Context) (mgmt.Config, error) {
 	}
 	if c.IsSet("flow-table-size6") {
 		cfg.L4.FlowTableSize6 = uint32(c.Uint("flow-table-size6"))
+	}
+	if c.IsSet("flow-cache-slots") {
+		cfg.L4.FlowCacheSlots = uint32(c.Uint("flow-cache-slots"))
 	}
 	if c.IsSet("udp-timeout") {
 		cfg.L4.UDPTimeoutSeconds = c.Int("udp-timeout")
