@@ -631,15 +631,19 @@ static __always_inline struct backend_info *cached_flow(struct flow_cache_entry 
 	return b;
 }
 
-/* flow_cache_slot is the flow's entry in this CPU's cache, NULL for a flow
- * the cache does not hold: not TCP, or an ICMP error's (which never starts
- * a flow). */
-static __always_inline struct flow_cache_entry *flow_cache_slot(const struct flow_key *fk, __u32 hash, int record)
+/* cacheable says whether this CPU's cache may hold the flow: TCP, not an
+ * ICMP error's (which never starts a flow). */
+static __always_inline int cacheable(const struct flow_key *fk, int record)
+{
+	return !lb_flow_cache_off && record && fk->proto == IPPROTO_TCP;
+}
+
+/* flow_cache_slot is the flow's entry in this CPU's cache, by its tunnel
+ * hash. */
+static __always_inline struct flow_cache_entry *flow_cache_slot(__u32 hash)
 {
 	__u32 slot = hash & (lb_flow_cache_slots - 1);
 
-	if (lb_flow_cache_off || !record || fk->proto != IPPROTO_TCP)
-		return 0;
 	return bpf_map_lookup_elem(&lb_flow_cache, &slot);
 }
 
@@ -649,13 +653,13 @@ static __always_inline int lb_stage(struct xdp_md *ctx, struct pkt *p)
 {
 	/* Aligned: flow_service reads the destination in 64-bit words. */
 	struct flow_key fk __attribute__((aligned(8))) = {};
-	struct flow_cache_entry *ce;
+	struct flow_cache_entry *ce = 0;
 	struct flow_state *st;
 	struct lb_settings *cfg;
 	struct svc_info *svc = 0;
 	struct backend_info *b = 0;
-	int new_flow = 0, record = 1, ret;
-	__u32 zero = 0, hash, gen, bid = NO_BACKEND, egress;
+	int new_flow = 0, record = 1, cached, ret;
+	__u32 zero = 0, hash = 0, gen = 0, bid = NO_BACKEND, egress;
 
 	/* TCP and UDP go to the destination's service: most have none, so
 	 * check the filter before building the flow key. A frame that is not
@@ -675,13 +679,17 @@ static __always_inline int lb_stage(struct xdp_md *ctx, struct pkt *p)
 			return CONTINUE;
 		record = 0; /* an error never starts a flow */
 	}
-	/* The tunnel's hash, and the flow's slot in this CPU's cache. */
-	hash = tunnel_hash(&fk);
-	/* Before any flow state: see lb_flow_gen. */
-	gen = flow_gen();
-	ce = flow_cache_slot(&fk, hash, record);
-	if (ce)
-		b = cached_flow(ce, &fk, gen, &svc, &bid);
+	/* A flow the cache may hold: its slot by the tunnel's hash, and the
+	 * caches' generation, read before any flow state (see lb_flow_gen).
+	 * The others (UDP) pay for neither. */
+	cached = cacheable(&fk, record);
+	if (cached) {
+		hash = tunnel_hash(&fk);
+		gen = flow_gen();
+		ce = flow_cache_slot(hash);
+		if (ce)
+			b = cached_flow(ce, &fk, gen, &svc, &bid);
+	}
 	cfg = bpf_map_lookup_elem(&lb_config, &zero);
 	if (!b) {
 		/* The connection table: its entry names the flow's service,
@@ -713,6 +721,8 @@ static __always_inline int lb_stage(struct xdp_md *ctx, struct pkt *p)
 			return drop(ctx, DROP_LB_ENCAP);
 		return send_to(ctx, egress);
 	}
+	if (!cached)
+		hash = tunnel_hash(&fk);
 	if (p->ip4)
 		return encap_ipip(ctx, p, b, cfg, egress, hash);
 	return encap_ip6ip6(ctx, p, b, cfg, egress, hash);
