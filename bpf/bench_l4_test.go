@@ -97,22 +97,14 @@ func loadedLB(b *testing.B) *lbPath {
 	return &lbPath{datapath: d, lb: lb, rec: rec}
 }
 
-// flowCache turns the CPUs' flow caches on or off, on again when the
-// benchmark ends.
-func flowCache(b *testing.B, d *datapath, on bool) {
+// noFlowCache turns the CPUs' flow caches off until the benchmark ends.
+func noFlowCache(b *testing.B, d *datapath) {
 	b.Helper()
-	set := func(on bool) error {
-		var off uint8
-		if !on {
-			off = 1
-		}
-		return d.objs.LbFlowCacheOff.Set(off)
-	}
-	if err := set(on); err != nil {
+	if err := d.objs.LbFlowCacheOff.Set(uint8(1)); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() {
-		if err := set(true); err != nil {
+		if err := d.objs.LbFlowCacheOff.Set(uint8(0)); err != nil {
 			b.Error(err)
 		}
 	})
@@ -185,7 +177,7 @@ func BenchmarkL4(b *testing.B) {
 				denyList(b, p.datapath)
 			}
 			if c.noCache {
-				flowCache(b, p.datapath, false)
+				noFlowCache(b, p.datapath)
 			}
 			before, err := p.lb.FlowStats()
 			if err != nil {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/sluicelb/sluice/bpf"
 	"github.com/sluicelb/sluice/l4"
-	"github.com/sluicelb/sluice/maps"
 )
 
 // onCPU runs f on CPU cpu, as the packets of a NIC queue run on its CPU:
@@ -27,13 +26,6 @@ func onCPU(t *testing.T, cpu int, f func()) {
 	must(t, unix.SchedSetaffinity(0, &one))
 	defer func() { must(t, unix.SchedSetaffinity(0, &orig)) }()
 	f()
-}
-
-func (p *lbPath) flowStats(t *testing.T) maps.FlowStats {
-	t.Helper()
-	s, err := p.lb.FlowStats()
-	must(t, err)
-	return s
 }
 
 // A flow that CPU 0 cached on a, and that CPU 1 moved to b while a was down,

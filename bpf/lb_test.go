@@ -266,6 +266,14 @@ func (p *lbPath) sentTo(t *testing.T, port uint16) netip.Addr {
 	return a
 }
 
+// flowStats reads the connection table's counters.
+func (p *lbPath) flowStats(t *testing.T) maps.FlowStats {
+	t.Helper()
+	s, err := p.lb.FlowStats()
+	must(t, err)
+	return s
+}
+
 func TestConnectionTableKeepsFlowsAcrossChanges(t *testing.T) {
 	p := loadLB(t)
 	a, b, c := "10.1.0.11", "10.1.0.12", "10.1.0.13"
@@ -349,25 +357,24 @@ func TestFlowOffADownBackendStaysOnItsNewBackend(t *testing.T) {
 	if got := p.sentTo(t, port); got.String() != a {
 		t.Fatalf("flow went to %s, want %s", got, a)
 	}
-	stats := func() maps.FlowStats { return p.flowStats(t) }
 
 	// a goes down: the flow misses, rehashes to b, and its entry says b.
 	down := svc
 	down.Backends = append([]l4.Backend(nil), svc.Backends...)
 	down.Backends[0].State = l4.Down
 	must(t, p.rec.Set(down))
-	s0 := stats()
+	s0 := p.flowStats(t)
 	if got := p.sentTo(t, port); got.String() != b {
 		t.Fatalf("flow off a down backend went to %s, want %s", got, b)
 	}
-	s1 := stats()
+	s1 := p.flowStats(t)
 	if s1.Misses != s0.Misses+1 || s1.Hits != s0.Hits {
 		t.Errorf("rehash of a flow off a down backend: hits %d → %d, misses %d → %d, want one miss", s0.Hits, s1.Hits, s0.Misses, s1.Misses)
 	}
 	if got := p.sentTo(t, port); got.String() != b {
 		t.Fatalf("next packet went to %s, want %s", got, b)
 	}
-	s2 := stats()
+	s2 := p.flowStats(t)
 	if s2.Hits != s1.Hits+1 || s2.Misses != s1.Misses {
 		t.Errorf("next packet: hits %d → %d, misses %d → %d, want one hit", s1.Hits, s2.Hits, s1.Misses, s2.Misses)
 	}
@@ -406,11 +413,7 @@ func TestUDPFlowsIdleOut(t *testing.T) {
 	_ = u.SetNetworkLayerForChecksum(ip)
 	pkt := serialize(t, ether(layers.EthernetTypeIPv4), ip, u, payload())
 
-	misses := func() uint64 {
-		s, err := p.lb.FlowStats()
-		must(t, err)
-		return s.Misses
-	}
+	misses := func() uint64 { return p.flowStats(t).Misses }
 	p.runOut(t, pkt)
 	m := misses()
 	p.runOut(t, pkt)
@@ -741,13 +744,11 @@ func TestEntryOfAnOlderProgramKeepsItsBackend(t *testing.T) {
 	must(t, p.objs.LbFlows4.Put(k, st))
 	// As whoever writes the table does, so that no CPU's flow cache keeps a.
 	must(t, p.lb.InvalidateFlowCache())
-	before, err := p.lb.FlowStats()
-	must(t, err)
+	before := p.flowStats(t)
 	if got := p.sentTo(t, port); got.String() != b {
 		t.Fatalf("flow with an older entry went to %s, want %s", got, b)
 	}
-	after, err := p.lb.FlowStats()
-	must(t, err)
+	after := p.flowStats(t)
 	if after.Hits != before.Hits+1 || after.Misses != before.Misses {
 		t.Errorf("hits %d → %d, misses %d → %d, want one hit", before.Hits, after.Hits, before.Misses, after.Misses)
 	}
