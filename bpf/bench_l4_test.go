@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/google/gopacket/layers"
 
 	"github.com/sluicelb/sluice/bpf"
 	"github.com/sluicelb/sluice/l4"
@@ -159,11 +158,7 @@ func denyList(b *testing.B, d *datapath) {
 func BenchmarkL4(b *testing.B) {
 	p := loadedLB(b)
 	hit := tcp4(b, client4, 1024, benchVIP(0), 443, 10, false)
-	ip := ip4(client4.String())
-	ip.DstIP = vip4.AsSlice()
-	u := &layers.UDP{SrcPort: 40000, DstPort: 443}
-	_ = u.SetNetworkLayerForChecksum(ip)
-	miss := serialize(b, ether(layers.EthernetTypeIPv4), ip, u, payload())
+	miss := udpPacket4(b, client4, 40000, vip4, 443)
 	for _, c := range []struct {
 		name    string
 		pkt     []byte

@@ -99,6 +99,14 @@ func tcp4(t testing.TB, src netip.Addr, sport uint16, dst netip.Addr, dport uint
 	return serialize(t, ether(layers.EthernetTypeIPv4), ip, tc, gopacket.Payload(make([]byte, size)))
 }
 
+// udpPacket4 is an IPv4 UDP packet of the flow src:sport → dst:dport.
+func udpPacket4(t testing.TB, src netip.Addr, sport uint16, dst netip.Addr, dport uint16) []byte {
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	u := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
+	_ = u.SetNetworkLayerForChecksum(ip)
+	return serialize(t, ether(layers.EthernetTypeIPv4), ip, u, payload())
+}
+
 func tcp6(t testing.TB, src netip.Addr, sport uint16, dst netip.Addr, dport uint16, size int) []byte {
 	ip := &layers.IPv6{Version: 6, HopLimit: 61, TrafficClass: 0x28, NextHeader: layers.IPProtocolTCP,
 		SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
@@ -408,10 +416,7 @@ func TestUDPFlowsIdleOut(t *testing.T) {
 	svc := service("dns", vip4, 53, l4.ModeDSRL2, "10.1.0.41")
 	svc.Proto = l4.UDP
 	must(t, p.rec.Set(svc))
-	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: client4.AsSlice(), DstIP: vip4.AsSlice()}
-	u := &layers.UDP{SrcPort: 5353, DstPort: 53}
-	_ = u.SetNetworkLayerForChecksum(ip)
-	pkt := serialize(t, ether(layers.EthernetTypeIPv4), ip, u, payload())
+	pkt := udpPacket4(t, client4, 5353, vip4, 53)
 
 	misses := func() uint64 { return p.flowStats(t).Misses }
 	p.runOut(t, pkt)
@@ -452,6 +457,41 @@ func TestUDPFlowsIdleOut(t *testing.T) {
 	if misses() != m {
 		t.Errorf("a UDP flow sending every 300 ms lost its entry with a 1.5 s timeout (misses %d → %d)", m, misses())
 	}
+}
+
+// A UDP flow that keeps sending keeps its entry with a timeout of a second:
+// its last-seen time is refreshed every quarter of the timeout, where a
+// refresh once a second took it for idle at every refresh.
+func TestUDPFlowSendingKeepsAShortTimeout(t *testing.T) {
+	p := loadLB(t)
+	svc := service("dns", vip4, 53, l4.ModeDSRL2, "10.1.0.41")
+	svc.Proto = l4.UDP
+	must(t, p.rec.Set(svc))
+	must(t, p.lb.SetSettings(maps.LBSettings{EncapSrc4: encap4, UDPTimeout: time.Second}))
+	pkt := udpPacket4(t, client4, 5353, vip4, 53)
+	// A gap of 750 ms (the timeout less a quarter) would be a real idle
+	// time: a run with one over 500 ms (a loaded machine) is run again.
+	for attempt := 0; attempt < 3; attempt++ {
+		p.runOut(t, pkt)
+		s0 := p.flowStats(t)
+		var longest time.Duration
+		last := time.Now()
+		for range 50 { // 2.5 s
+			time.Sleep(50 * time.Millisecond)
+			p.runOut(t, pkt)
+			now := time.Now()
+			longest = max(longest, now.Sub(last))
+			last = now
+		}
+		if longest > 500*time.Millisecond {
+			continue
+		}
+		if s1 := p.flowStats(t); s1.Misses != s0.Misses {
+			t.Errorf("a UDP flow sending every 50 ms lost its entry %d times in 2.5 s with a 1 s timeout", s1.Misses-s0.Misses)
+		}
+		return
+	}
+	t.Fatal("the machine never sent 50 packets with gaps under 500 ms")
 }
 
 func TestCountersPerServiceAndBackend(t *testing.T) {

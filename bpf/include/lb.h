@@ -8,6 +8,8 @@
 #include "encap.h"
 #include "icmp.h"
 
+/* A UDP flow's seen_ns is refreshed when older than this, or than a quarter
+ * of the idle timeout when that is shorter (seen_refresh). */
 #define SEEN_REFRESH_NS 1000000000ULL
 /* A UDP idle timeout at least this long is timed with the coarse clock. */
 #define UDP_COARSE_TIMEOUT_NS 100000000ULL
@@ -391,6 +393,21 @@ static __always_inline __u64 flow_clock(const struct flow_key *fk, const struct 
 	return bpf_ktime_get_coarse_ns();
 }
 
+/* seen_refresh is how old a UDP flow's seen_ns may grow before a packet
+ * refreshes it: a second, or a quarter of a shorter idle timeout, so that a
+ * flow that keeps sending is never taken for idle (with a timeout of a
+ * second it was, at every refresh) and an idle one goes after at most 1.25
+ * timeouts. */
+static __always_inline __u64 seen_refresh(const struct lb_settings *cfg)
+{
+	__u64 quarter;
+
+	if (!cfg || !cfg->udp_timeout_ns)
+		return SEEN_REFRESH_NS;
+	quarter = cfg->udp_timeout_ns / 4;
+	return quarter < SEEN_REFRESH_NS ? quarter : SEEN_REFRESH_NS;
+}
+
 /* flow_backend returns backend id, the one a flow's entry names, if the flow
  * may keep it: the backend still belongs to the service and is not down.
  * Drained backends (and weight 0) keep their flows. NULL otherwise. */
@@ -458,7 +475,7 @@ static __always_inline struct backend_info *pick_backend(const struct flow_key *
 		b = usable(st, id, fk, svc, cfg, &now);
 		if (b) {
 			/* A UDP flow's (the one clock read, by usable) */
-			if (now && (__s64)(now - st->seen_ns) > (__s64)SEEN_REFRESH_NS)
+			if (now && (__s64)(now - st->seen_ns) > (__s64)seen_refresh(cfg))
 				st->seen_ns = now;
 			if (st->svc != sid)
 				st->svc = sid;

@@ -184,7 +184,11 @@ struct {
  * packets, as Open vSwitch's exact-match cache spares its classifier; one
  * of many more flows than slots, interleaved, misses and pays a slot read
  * more. Per-CPU: no lock, no line shared between CPUs. UDP flows are not
- * cached: their idle timeout reads the clock and the table's seen_ns. */
+ * cached: their idle timeout reads the clock and the table's seen_ns, and
+ * many are one packet (DNS) or interleaved with many more: cached too, the
+ * 16,384 cycling flows of the veth forwarding benchmark spent 34% of the
+ * receiving CPU in the program, not 14%, for 14% in the table's bucket
+ * walk, not 25% (perf, dsr-l2): the slots' reads and writes missed. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);

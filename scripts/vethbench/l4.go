@@ -36,6 +36,7 @@ var (
 	srcPorts = flag.Int("ports", 16384, "l4: distinct client source ports (a power of two), one flow each")
 	tcpOnly  = flag.Bool("tcp-only", false, "l4: only the TCP comparison")
 	flowTab  = flag.Uint("flow-table", 0, "l4: Sluice's connection-table size (0: the default, as sluice serve --flow-table-size)")
+	onlyL4   = flag.String("only", "", "l4: comma-separated forwarding contenders to run, and no TCP comparison (to profile one); all when empty")
 )
 
 const xdpTXCode = 3
@@ -133,6 +134,9 @@ func runL4() error {
 		{"nftables_dnat", l.nftDNAT},
 		{"xdp_redirect_only", l.redirectOnly},
 	} {
+		if *onlyL4 != "" && !strings.Contains(","+*onlyL4+",", ","+c.name+",") {
+			continue
+		}
 		// Set up anew each run: the contenders share the lab's path.
 		cs = append(cs, contender{name: c.name, run: func() (float64, error) {
 			cleanup, err := c.setup()
@@ -147,6 +151,9 @@ func runL4() error {
 		return err
 	}
 	closeCounter()
+	if *onlyL4 != "" {
+		return nil
+	}
 	return l.runTCP(beMAC)
 }
 
