@@ -2,6 +2,7 @@ package l7
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -33,10 +34,10 @@ import (
 // any object per header.
 //
 // It serves only what it fully understands: HTTP/1.1 requests without a
-// body or with a Content-Length one, in origin form, with exactly one Host,
+// body, with a Content-Length one or a chunked one, in origin form, with exactly one Host,
 // no percent-encoding in the path, no Upgrade or Expect, routed to a
 // plain-HTTP upstream. At the first request that is anything else
-// (HTTP/1.0, a chunked body, WebSocket, h2c, a malformed head, a head
+// (HTTP/1.0, another transfer coding, WebSocket, h2c, a malformed head, a head
 // larger than the buffer), the connection is handed to net/http with the
 // bytes not yet consumed, and net/http serves it from that request on,
 // answering errors the way it always has.
@@ -96,7 +97,8 @@ type h1conn struct {
 
 	// The request body: when it is all in br it stays there (held) until
 	// the exchange is over, so that a retry can send it again; a longer
-	// one streams (bodyStreamed) and bodyLeft of it is still unread.
+	// one, or a chunked one, streams (bodyStreamed) and bodyLeft of it is
+	// still unread (a chunked one: 1 until its end is read).
 	held         int
 	bodyStreamed bool
 	bodyLeft     int64
@@ -358,7 +360,9 @@ func (h *h1conn) serveRaw() h1step {
 			switch step := h.nextRequest(); {
 			case step == stepBlocked:
 				return false
-			case step == stepServe && h.req.length <= int64(h.br.Buffered()):
+			// A body still on its way (a chunked one may be) is waited
+			// for outside: a raw read does not wait.
+			case step == stepServe && h.req.length <= int64(h.br.Buffered()) && !h.req.chunked:
 				if !h.serve(h.vs, h.rt) {
 					return true
 				}
@@ -526,7 +530,9 @@ func (h *h1conn) attempt(rt *route, srv *upstream.Server, res *h1result) (bool, 
 	pc, err := h.exchangeHead(rt, addr, readTimeout, start)
 	took := time.Since(start)
 	if err != nil {
-		if !errors.Is(err, errClientGone) {
+		// A client that left or framed its body wrong is not the server's
+		// failure (else a client could take servers out of the pool).
+		if !errors.Is(err, errClientGone) && !errors.Is(err, errBadRequestBody) {
 			srv.Report(false)
 			ss.Observe(stats.Sample{Status: statusFor(err), UpstreamDuration: took})
 		}
@@ -582,7 +588,10 @@ func (h *h1conn) exchangeHead(rt *route, addr string, readTimeout time.Duration,
 		deadline := now.Add(readTimeout)
 		pc.setWaitDeadline(now, sooner(deadline, now.Add(clientProbe)))
 		h.writeUpstreamRequest(pc.bw)
-		if h.req.length > 0 {
+		switch {
+		case h.req.chunked:
+			err = h.sendChunked(pc)
+		case h.req.length > 0:
 			err = h.sendBody(pc)
 		}
 		switch {
@@ -633,25 +642,126 @@ func (h *h1conn) sendBody(pc *pooledConn) error {
 		return err
 	}
 	h.bodyStreamed, h.bodyLeft = true, n
-	for h.bodyLeft > 0 {
+	if err := h.streamBody(pc, n); err != nil {
+		return err
+	}
+	h.bodyLeft = 0
+	return nil
+}
+
+// streamBody copies the next n bytes of the client's body to the upstream.
+func (h *h1conn) streamBody(pc *pooledConn, n int64) error {
+	for n > 0 {
 		if h.br.Buffered() == 0 {
-			if err := pc.bw.Flush(); err != nil {
+			if err := h.awaitClient(pc, 1); err != nil {
 				return err
 			}
-			h.setReadDeadline(time.Now().Add(time.Duration(h.p.limits.IdleTimeout)))
-			if _, err := h.br.Peek(1); err != nil {
-				return errClientGone
-			}
 		}
-		b, _ := h.br.Peek(int(min(int64(h.br.Buffered()), h.bodyLeft)))
+		b, _ := h.br.Peek(int(min(int64(h.br.Buffered()), n)))
 		w, err := pc.bw.Write(b)
 		_, _ = h.br.Discard(w)
-		h.bodyLeft -= int64(w)
+		n -= int64(w)
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// awaitClient waits, the client given the idle timeout, until br holds want
+// bytes of the body; what the upstream was given of it goes out first.
+func (h *h1conn) awaitClient(pc *pooledConn, want int) error {
+	if err := pc.bw.Flush(); err != nil {
+		return err
+	}
+	h.setReadDeadline(time.Now().Add(time.Duration(h.p.limits.IdleTimeout)))
+	if _, err := h.br.Peek(want); err != nil {
+		return errClientGone
+	}
+	return nil
+}
+
+// maxRequestTrailers bounds a chunked request's trailer section, within the
+// 4 KiB net/http's server reads one in.
+const maxRequestTrailers = 2 << 10
+
+// sendChunked streams a chunked request body to the upstream as it comes:
+// chunk-size lines (an extension relayed), data, and the trailer section.
+// Every line must end in CRLF and nothing else (RFC 9112 7.1, and erratum
+// 7633: no bare LF), as net/http reads them; a body framed otherwise is
+// refused with errBadRequestBody, and what the upstream got of it is cut
+// off with its connection. Streamed from the first byte, the request is
+// tried on no other server.
+func (h *h1conn) sendChunked(pc *pooledConn) error {
+	h.bodyStreamed, h.bodyLeft = true, 1
+	var data int64
+	for {
+		line, err := h.chunkLine(pc)
+		if err != nil {
+			return err
+		}
+		size, ok := requestChunkSize(line)
+		if !ok {
+			return errBadRequestBody
+		}
+		h.relayChunkLine(pc, line)
+		if size == 0 {
+			break
+		}
+		if err := h.streamBody(pc, size); err != nil {
+			return err
+		}
+		data += size
+		if line, err = h.chunkLine(pc); err != nil {
+			return err
+		}
+		if len(line) != 0 {
+			return errBadRequestBody
+		}
+		h.relayChunkLine(pc, line)
+	}
+	for trailers := 0; ; {
+		line, err := h.chunkLine(pc)
+		if err != nil {
+			return err
+		}
+		if trailers += len(line) + 2; trailers > maxRequestTrailers || len(line) > 0 && !trailerField(line) {
+			return errBadRequestBody
+		}
+		h.relayChunkLine(pc, line)
+		if len(line) == 0 {
+			h.bodyLeft, h.req.length = 0, data
+			return nil
+		}
+	}
+}
+
+// chunkLine returns the next line of a chunked request body without its
+// CRLF, not consumed (relayChunkLine consumes it).
+func (h *h1conn) chunkLine(pc *pooledConn) ([]byte, error) {
+	for {
+		buf, _ := h.br.Peek(h.br.Buffered())
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			if i == 0 || buf[i-1] != '\r' {
+				return nil, errBadRequestBody
+			}
+			return buf[:i-1], nil
+		}
+		if len(buf) >= maxChunkLine {
+			return nil, errBadRequestBody
+		}
+		if err := h.awaitClient(pc, len(buf)+1); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// relayChunkLine writes line, as chunkLine returned it, and its CRLF to the
+// upstream and consumes it.
+func (h *h1conn) relayChunkLine(pc *pooledConn, line []byte) {
+	_, _ = pc.bw.Write(line)
+	_, _ = pc.bw.WriteString("\r\n")
+	_, _ = h.br.Discard(len(line) + 2)
 }
 
 // endBody consumes what is left of the request body once the request is
@@ -663,6 +773,8 @@ func (h *h1conn) endBody() (whole bool) {
 	switch n := h.req.length; {
 	case h.bodyStreamed:
 		return h.bodyLeft == 0
+	case h.req.chunked: // never sent: its end is not known without reading it all
+		return false
 	case n <= int64(h.br.Buffered()): // held, never sent, or none
 		_, _ = h.br.Discard(int(n))
 		return true
@@ -764,6 +876,9 @@ func (h *h1conn) writeUpstreamRequest(bw *bufio.Writer) {
 		bw.WriteString(": ")
 		bw.WriteString(f.value)
 		bw.WriteString("\r\n")
+	}
+	if q.chunked {
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
 	}
 	bw.WriteString("X-Forwarded-For: ")
 	for _, v := range q.xff {

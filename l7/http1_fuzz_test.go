@@ -313,6 +313,9 @@ func FuzzClientRequests(f *testing.F) {
 		"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabcGET /next HTTP/1.1\r\nHost: a\r\n\r\n",
 		"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /after HTTP/1.1\r\nHost: a\r\n\r\n",
 		"POST /both HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+		"POST /ext HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nX-T: 1\r\n\r\nGET /after HTTP/1.1\r\nHost: a\r\n\r\n",
+		"POST /lf HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+		"POST /te2 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 		"GET / HTTP/1.0\r\n\r\n",
 		"GET http://a/abs?q=1 HTTP/1.1\r\nHost: a\r\n\r\n",
 		"POST /short HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc",
@@ -327,26 +330,13 @@ func FuzzClientRequests(f *testing.F) {
 	// as nginx does) is not counted as this run's.
 	var mu sync.Mutex
 	seen := map[string][]seenRequest{}
-	addr := serveConns(f, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			body, err := io.ReadAll(req.Body)
-			if err != nil {
-				return
-			}
-			xff := strings.Split(req.Header.Get("X-Forwarded-For"), ",")
-			client := strings.TrimSpace(xff[len(xff)-1])
-			mu.Lock()
-			seen[client] = append(seen[client], seenRequest{req.Method, req.URL.RequestURI(), string(body)})
-			mu.Unlock()
-			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
-				return
-			}
-		}
+	addr := serveRequests(f, func(req *http.Request, body []byte) string {
+		xff := strings.Split(req.Header.Get("X-Forwarded-For"), ",")
+		client := strings.TrimSpace(xff[len(xff)-1])
+		mu.Lock()
+		seen[client] = append(seen[client], seenRequest{req.Method, req.URL.RequestURI(), string(body)})
+		mu.Unlock()
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 	})
 	tp := fuzzProxy(f, addr)
 	var runs atomic.Uint32
@@ -383,6 +373,27 @@ func FuzzClientRequests(f *testing.F) {
 				t.Fatalf("request %d to the upstream, %q, is none net/http reads there: got %q, net/http %q, in %q", i+1, r, got, want, data)
 			}
 			rest = rest[1:]
+		}
+	})
+}
+
+// serveRequests is an upstream that reads each request, body and trailers,
+// with net/http, and writes what answer returns for it.
+func serveRequests(t testing.TB, answer func(req *http.Request, body []byte) string) (addr string) {
+	return serveConns(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			body, err := io.ReadAll(req.Body)
+			if err != nil {
+				return
+			}
+			if _, err := io.WriteString(c, answer(req, body)); err != nil {
+				return
+			}
 		}
 	})
 }

@@ -140,7 +140,8 @@ type h1request struct {
 	headers                  []h1field
 	named                    []string // header names listed in Connection
 	close                    bool
-	length                   int64 // of the body (Content-Length); 0 without one
+	length                   int64 // of the body (Content-Length, or a chunked body's data once read); 0 without one
+	chunked                  bool  // Transfer-Encoding: chunked, the one coding the loop reads
 }
 
 type h1field struct{ name, value string }
@@ -180,11 +181,17 @@ func (q *h1request) parse(br *bufio.Reader, n int) bool {
 			q.host = value
 		case equalFold(name, "content-length"):
 			v, ok := parseLength(value)
-			if !ok || lengths > 0 {
-				return false // net/http judges repeated and bad lengths
+			if !ok || lengths > 0 || q.chunked {
+				return false // net/http judges repeated and bad lengths; framedTwice refuses both framings
 			}
 			q.length, lengths = v, 1
-		case equalFold(name, "transfer-encoding"), equalFold(name, "upgrade"), equalFold(name, "expect"):
+		case equalFold(name, "transfer-encoding"):
+			if !equalFold(value, "chunked") || q.chunked || lengths > 0 {
+				return false // other and repeated codings are net/http's to judge
+			}
+			q.chunked = true
+			continue
+		case equalFold(name, "upgrade"), equalFold(name, "expect"):
 			return false
 		case equalFold(name, "connection"):
 			var closing bool
@@ -382,6 +389,32 @@ func chunkSize(line []byte) (int64, bool) {
 		n = n<<4 | int64(v)
 	}
 	return n, digits > 0
+}
+
+// requestChunkSize parses a chunk-size line of a request body, without its
+// CRLF: hex digits, then nothing or a chunk extension after ';'. Stricter
+// than chunkSize (no whitespace, no CR), so that every body the loop relays
+// net/http reads the same way: a framing two parsers read differently is how
+// requests are smuggled.
+func requestChunkSize(line []byte) (int64, bool) {
+	digits, ext, _ := bytes.Cut(line, []byte(";"))
+	if bytes.IndexByte(ext, '\r') >= 0 {
+		return 0, false
+	}
+	for _, b := range digits {
+		if !('0' <= b && b <= '9' || 'a' <= b && b <= 'f' || 'A' <= b && b <= 'F') {
+			return 0, false
+		}
+	}
+	return chunkSize(digits)
+}
+
+// trailerField reports whether a line of a chunked request's trailer section
+// is a field net/http reads as one: a token, a colon, a value without
+// control characters.
+func trailerField(line []byte) bool {
+	name, value, ok := cutByte(string(line), ':')
+	return ok && isToken(name) && validValue(value)
 }
 
 // asRequest is the request as the upstream package's KeyFor reads it, built

@@ -1,0 +1,112 @@
+package l7
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// chunkedProxy is a proxy in front of an upstream that reads requests with
+// net/http, sends each one's path, codings, body and trailers on got, and
+// answers 200 with the body's length.
+func chunkedProxy(t *testing.T) (*testProxy, chan string) {
+	got := make(chan string, 16)
+	addr := serveRequests(t, func(req *http.Request, body []byte) string {
+		got <- fmt.Sprintf("%s %v %s trailer=%v", req.URL.Path, req.TransferEncoding, body, req.Trailer)
+		n := fmt.Sprint(len(body))
+		return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(n), n)
+	})
+	tp := newTestProxy(t, Limits{})
+	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}},
+		pool("u", addr)))
+	return tp, got
+}
+
+// A chunked request body reaches the upstream whole, chunk extensions and
+// trailers with it, and the client's connection serves the next request,
+// as with a Content-Length body; one larger than the buffer streams.
+func TestChunkedRequestBodiesAreForwardedAndKeepTheConnection(t *testing.T) {
+	tp, got := chunkedProxy(t)
+	rc := dialRaw(t, tp)
+	rc.send("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+		"5;name=v\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 11\r\n\r\n")
+	if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != "11" || resp.Close {
+		t.Fatalf("chunked upload: %d %q, close %v", resp.StatusCode, body, resp.Close)
+	}
+	if s := <-got; s != "/c [chunked] hello world trailer=map[X-Sum:[11]]" {
+		t.Errorf("the upstream read %q", s)
+	}
+	// In pieces, and far more than the buffer: streamed as it comes.
+	rc.send("PUT /big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+	chunk := strings.Repeat("z", 64<<10)
+	for range 32 {
+		rc.send(fmt.Sprintf("%x\r\n%s\r\n", len(chunk), chunk))
+	}
+	rc.send("0\r\n\r\n")
+	if resp, body := rc.read("PUT"); resp.StatusCode != 200 || body != fmt.Sprint(32*len(chunk)) || resp.Close {
+		t.Fatalf("2 MiB chunked upload: %d %q, close %v", resp.StatusCode, body, resp.Close)
+	}
+	<-got
+	rc.send("GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "0" {
+		t.Fatalf("the request after the uploads: %d %q", resp.StatusCode, body)
+	}
+	if s := <-got; s != "/after []  trailer=map[]" {
+		t.Errorf("the upstream read %q", s)
+	}
+	if in := settled(func() uint64 { return tp.Stats().Snapshot().VServers["v"].BytesIn }, uint64(11+32*len(chunk))); in != uint64(11+32*len(chunk)) {
+		t.Errorf("counted %d bytes in, want %d (the bodies' data)", in, 11+32*len(chunk))
+	}
+}
+
+// A chunked body framed in a way two parsers could read differently is
+// refused with 400 and the connection closed; the upstream never reads a
+// whole request from it, and its server stays in the pool (the client's
+// fault, not the server's).
+func TestMisframedChunkedRequestBodiesAreRefused(t *testing.T) {
+	tp, got := chunkedProxy(t)
+	head := "POST /bad HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+	for _, c := range []struct{ name, body string }{
+		{"bare LF after the size", "5\nhello\r\n0\r\n\r\n"},
+		{"bare LF after the data", "5\r\nhello\n0\r\n\r\n"},
+		{"data longer than the size", "5\r\nhelloX\r\n0\r\n\r\n"},
+		{"a size that is not hex", "5x\r\nhello\r\n0\r\n\r\n"},
+		{"a space after the size", "5 \r\nhello\r\n0\r\n\r\n"},
+		{"a CR in an extension", "5;a\rb\r\nhello\r\n0\r\n\r\n"},
+		{"a trailer that is no field", "5\r\nhello\r\n0\r\nnot a field\r\n\r\n"},
+		{"a trailer section too long", "5\r\nhello\r\n0\r\n" + strings.Repeat("X-Pad: "+strings.Repeat("p", 100)+"\r\n", 30) + "\r\n"},
+	} {
+		rc := dialRaw(t, tp)
+		rc.send(head + c.body)
+		if resp, _ := rc.read("POST"); resp.StatusCode != 400 || !resp.Close {
+			t.Errorf("%s: %d, close %v; want 400 and close", c.name, resp.StatusCode, resp.Close)
+		}
+		if !rc.closed() {
+			t.Errorf("%s: the connection stayed open", c.name)
+		}
+	}
+	select {
+	case s := <-got:
+		t.Errorf("the upstream read a whole request from a misframed body: %q", s)
+	default:
+	}
+	for _, s := range tp.Pool("u").Servers() {
+		if s.Fails() != 0 || !s.Available(time.Now()) {
+			t.Errorf("the server counts %d failures (available %v) for the clients' misframed bodies", s.Fails(), s.Available(time.Now()))
+		}
+	}
+	// Content-Length beside it is refused as before; the server is still
+	// in the pool for a good request.
+	rc := dialRaw(t, tp)
+	rc.send("POST /both HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n")
+	if resp, _ := rc.read("POST"); resp.StatusCode != 400 || !resp.Close {
+		t.Errorf("both framings: %d, close %v; want 400 and close", resp.StatusCode, resp.Close)
+	}
+	rc = dialRaw(t, tp)
+	rc.send(head + "2\r\nok\r\n0\r\n\r\n")
+	if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != "2" {
+		t.Errorf("a good chunked request after the bad ones: %d %q", resp.StatusCode, body)
+	}
+}
