@@ -82,6 +82,15 @@ func TestL7ClientsReachUpstreamsThroughTheVIPOverEveryProtocol(t *testing.T) {
 		}
 	}
 
+	// Two chunked uploads in one curl run: both bodies reach the upstream
+	// whole, and the second goes over the first's connection.
+	out := curl(t, l, "-H", "Transfer-Encoding: chunked", "--data-binary", "hello world", "-D", "-",
+		"-w", "connects=%{num_connects}\n", vip, vip)
+	if strings.Count(out, "X-Seen-Body-Bytes: 11\r\n") != 2 || !strings.Contains(out, "connects=1\n") ||
+		!strings.Contains(out, "connects=0\n") {
+		t.Errorf("two chunked uploads: want both bodies whole over one connection, got %q", out)
+	}
+
 	// A Go client sees X-Forwarded-For with its own address at the upstream.
 	c := lab.HTTPClient(l.Client, nil, false)
 	resp, err := c.Get(vip)

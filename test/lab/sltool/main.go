@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -128,7 +129,8 @@ func httpHandler(name string) http.Handler {
 			w.Write(body)
 			w.Header().Set("Grpc-Status", "0")
 		default:
-			_, _ = io.Copy(io.Discard, r.Body)
+			n, _ := io.Copy(io.Discard, r.Body)
+			w.Header().Set("X-Seen-Body-Bytes", strconv.FormatInt(n, 10))
 			fmt.Fprintf(w, "hello from %s\n", name)
 		}
 	})
