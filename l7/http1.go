@@ -35,7 +35,8 @@ import (
 //
 // It serves only what it fully understands: HTTP/1.1 requests without a
 // body, with a Content-Length one or a chunked one, in origin form, with exactly one Host,
-// no percent-encoding in the path, no Upgrade or Expect, routed to a
+// no percent-encoding in the path, no Upgrade, no Expect but 100-continue
+// (which the proxy answers itself when it reads the body), routed to a
 // plain-HTTP upstream. At the first request that is anything else
 // (HTTP/1.0, another transfer coding, WebSocket, h2c, a malformed head, a head
 // larger than the buffer), the connection is handed to net/http with the
@@ -669,16 +670,34 @@ func (h *h1conn) streamBody(pc *pooledConn, n int64) error {
 }
 
 // awaitClient waits, the client given the idle timeout, until br holds want
-// bytes of the body; what the upstream was given of it goes out first.
+// bytes of the body; what the upstream was given of it goes out first, and
+// a client that expects it is told to go on (sendContinue).
 func (h *h1conn) awaitClient(pc *pooledConn, want int) error {
 	if err := pc.bw.Flush(); err != nil {
 		return err
+	}
+	if err := h.sendContinue(); err != nil {
+		return errClientGone
 	}
 	h.setReadDeadline(time.Now().Add(time.Duration(h.p.limits.IdleTimeout)))
 	if _, err := h.br.Peek(want); err != nil {
 		return errClientGone
 	}
 	return nil
+}
+
+// sendContinue answers Expect: 100-continue with a 100 (Continue) once the
+// body is wanted, as nginx does: the upstream is reached and the body is
+// not all here. Expect is not forwarded; a request answered without its
+// body (a 404, an upstream error) never gets one, and its connection closes
+// (endBody), since the client may or may not send the body then.
+func (h *h1conn) sendContinue() error {
+	if !h.req.expect || h.req.continued {
+		return nil
+	}
+	h.req.continued = true
+	_, _ = h.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+	return h.bw.Flush()
 }
 
 // maxRequestTrailers bounds a chunked request's trailer section, within the
@@ -778,6 +797,8 @@ func (h *h1conn) endBody() (whole bool) {
 	case n <= int64(h.br.Buffered()): // held, never sent, or none
 		_, _ = h.br.Discard(int(n))
 		return true
+	case h.req.expect: // never sent, nor asked for: it may never come
+		return false
 	case n <= maxSkippedBody: // never sent and still on its way: read and dropped
 		h.setReadDeadline(time.Now().Add(time.Duration(h.p.limits.ReadHeaderTimeout)))
 		_, err := h.br.Discard(int(n))

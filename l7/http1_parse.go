@@ -142,6 +142,8 @@ type h1request struct {
 	close                    bool
 	length                   int64 // of the body (Content-Length, or a chunked body's data once read); 0 without one
 	chunked                  bool  // Transfer-Encoding: chunked, the one coding the loop reads
+	expect                   bool  // Expect: 100-continue, answered by the proxy (sendContinue)
+	continued                bool  // the 100 (Continue) went out
 }
 
 type h1field struct{ name, value string }
@@ -191,7 +193,13 @@ func (q *h1request) parse(br *bufio.Reader, n int) bool {
 			}
 			q.chunked = true
 			continue
-		case equalFold(name, "upgrade"), equalFold(name, "expect"):
+		case equalFold(name, "expect"):
+			if !equalFold(value, "100-continue") || q.expect {
+				return false // net/http answers other expectations
+			}
+			q.expect = true
+			continue
+		case equalFold(name, "upgrade"):
 			return false
 		case equalFold(name, "connection"):
 			var closing bool

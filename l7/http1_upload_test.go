@@ -14,7 +14,7 @@ import (
 func chunkedProxy(t *testing.T) (*testProxy, chan string) {
 	got := make(chan string, 16)
 	addr := serveRequests(t, func(req *http.Request, body []byte) string {
-		got <- fmt.Sprintf("%s %v %s trailer=%v", req.URL.Path, req.TransferEncoding, body, req.Trailer)
+		got <- fmt.Sprintf("%s %v %s trailer=%v expect=%s", req.URL.Path, req.TransferEncoding, body, req.Trailer, req.Header.Get("Expect"))
 		n := fmt.Sprint(len(body))
 		return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(n), n)
 	})
@@ -35,7 +35,7 @@ func TestChunkedRequestBodiesAreForwardedAndKeepTheConnection(t *testing.T) {
 	if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != "11" || resp.Close {
 		t.Fatalf("chunked upload: %d %q, close %v", resp.StatusCode, body, resp.Close)
 	}
-	if s := <-got; s != "/c [chunked] hello world trailer=map[X-Sum:[11]]" {
+	if s := <-got; s != "/c [chunked] hello world trailer=map[X-Sum:[11]] expect=" {
 		t.Errorf("the upstream read %q", s)
 	}
 	// In pieces, and far more than the buffer: streamed as it comes.
@@ -53,7 +53,7 @@ func TestChunkedRequestBodiesAreForwardedAndKeepTheConnection(t *testing.T) {
 	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "0" {
 		t.Fatalf("the request after the uploads: %d %q", resp.StatusCode, body)
 	}
-	if s := <-got; s != "/after []  trailer=map[]" {
+	if s := <-got; s != "/after []  trailer=map[] expect=" {
 		t.Errorf("the upstream read %q", s)
 	}
 	if in := settled(func() uint64 { return tp.Stats().Snapshot().VServers["v"].BytesIn }, uint64(11+32*len(chunk))); in != uint64(11+32*len(chunk)) {
@@ -108,5 +108,51 @@ func TestMisframedChunkedRequestBodiesAreRefused(t *testing.T) {
 	rc.send(head + "2\r\nok\r\n0\r\n\r\n")
 	if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != "2" {
 		t.Errorf("a good chunked request after the bad ones: %d %q", resp.StatusCode, body)
+	}
+}
+
+// readContinue reads a 100 (Continue) interim answer.
+func (rc *rawClient) readContinue() {
+	rc.t.Helper()
+	line, err := rc.br.ReadString('\n')
+	if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
+		rc.t.Fatalf("want a 100 (Continue), got %q, %v", line, err)
+	}
+	if end, err := rc.br.ReadString('\n'); err != nil || end != "\r\n" {
+		rc.t.Fatalf("want the end of the 100's head, got %q, %v", end, err)
+	}
+}
+
+// A client that expects 100-continue is told to go on once the upstream is
+// reached, sends its body then (with a length or in chunks), and keeps its
+// connection; the upstream gets the body, not the expectation. One whose
+// request is answered without its body (no location) gets no 100, and the
+// connection closes, the body's coming unknown.
+func TestExpectContinueIsAnsweredByTheLoop(t *testing.T) {
+	tp, got := chunkedProxy(t)
+	rc := dialRaw(t, tp)
+	for _, c := range []struct{ head, body, length, upstream string }{
+		{"PUT /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", "hello", "5",
+			"/e [] hello trailer=map[] expect="},
+		{"PUT /ec HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nTransfer-Encoding: chunked\r\n\r\n", "3\r\nabc\r\n0\r\n\r\n", "3",
+			"/ec [chunked] abc trailer=map[] expect="},
+	} {
+		rc.send(c.head)
+		rc.readContinue()
+		rc.send(c.body)
+		if resp, body := rc.read("PUT"); resp.StatusCode != 200 || body != c.length || resp.Close {
+			t.Fatalf("upload after 100: %d %q, close %v", resp.StatusCode, body, resp.Close)
+		}
+		if s := <-got; s != c.upstream {
+			t.Errorf("the upstream read %q, want %q", s, c.upstream)
+		}
+	}
+
+	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/only", Upstream: "u"}}}},
+		pool("u", "127.0.0.1:1")))
+	rc = dialRaw(t, tp)
+	rc.send("PUT /none HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+	if resp, _ := rc.read("PUT"); resp.StatusCode != 404 || !resp.Close {
+		t.Errorf("expecting 100 at no location: %d, close %v; want 404 and close", resp.StatusCode, resp.Close)
 	}
 }
