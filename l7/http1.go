@@ -361,9 +361,9 @@ func (h *h1conn) serveRaw() h1step {
 			switch step := h.nextRequest(); {
 			case step == stepBlocked:
 				return false
-			// A body still on its way (a chunked one may be) is waited
-			// for outside: a raw read does not wait.
-			case step == stepServe && h.req.length <= int64(h.br.Buffered()) && !h.req.chunked:
+			// A body still on its way is waited for outside: a raw read
+			// does not wait.
+			case step == stepServe && h.bodyHere():
 				if !h.serve(h.vs, h.rt) {
 					return true
 				}
@@ -669,6 +669,17 @@ func (h *h1conn) streamBody(pc *pooledConn, n int64) error {
 	return nil
 }
 
+// bodyHere reports whether the request's body is all in the buffer, or
+// known to be misframed: either way it is served without waiting for more.
+func (h *h1conn) bodyHere() bool {
+	if !h.req.chunked {
+		return h.req.length <= int64(h.br.Buffered())
+	}
+	buf, _ := h.br.Peek(h.br.Buffered())
+	_, _, whole, bad := bufferedChunked(buf)
+	return whole || bad
+}
+
 // awaitClient waits, the client given the idle timeout, until br holds want
 // bytes of the body; what the upstream was given of it goes out first, and
 // a client that expects it is told to go on (sendContinue).
@@ -704,55 +715,106 @@ func (h *h1conn) sendContinue() error {
 // 4 KiB net/http's server reads one in.
 const maxRequestTrailers = 2 << 10
 
-// sendChunked streams a chunked request body to the upstream as it comes:
-// chunk-size lines (an extension relayed), data, and the trailer section.
-// Every line must end in CRLF and nothing else (RFC 9112 7.1, and erratum
-// 7633: no bare LF), as net/http reads them; a body framed otherwise is
-// refused with errBadRequestBody, and what the upstream got of it is cut
-// off with its connection. Streamed from the first byte, the request is
-// tried on no other server.
+// chunkFraming follows a chunked request body line by line, holding it to
+// what net/http reads (see sendChunked); the data between the lines is the
+// caller's to pass on, want bytes of it at a time.
+type chunkFraming struct {
+	want       int64 // data bytes of the current chunk still to pass on
+	dataEnd    bool  // the next line ends a chunk's data: it must be empty
+	inTrailers bool  // past the last chunk
+	trailers   int   // bytes of the trailer section so far
+	data       int64 // data bytes passed on
+	done       bool  // the trailer section's empty line was read
+}
+
+// line takes the next line, without its CRLF, and reports whether it is
+// framed as it must be there.
+func (f *chunkFraming) line(l []byte) bool {
+	switch {
+	case f.dataEnd:
+		f.dataEnd = false
+		return len(l) == 0
+	case f.inTrailers:
+		f.trailers += len(l) + 2
+		f.done = len(l) == 0
+		return f.trailers <= maxRequestTrailers && (f.done || trailerField(l))
+	}
+	size, ok := requestChunkSize(l)
+	f.want, f.inTrailers = size, size == 0
+	return ok
+}
+
+// took records n data bytes passed on.
+func (f *chunkFraming) took(n int64) {
+	f.want -= n
+	f.data += n
+	f.dataEnd = f.want == 0
+}
+
+// bufferedChunked returns the length of the chunked body at the start of
+// buf and its framing when buf holds all of it (whole), or reports it
+// misframed (bad); neither when more of it is to come.
+func bufferedChunked(buf []byte) (n int, f chunkFraming, whole, bad bool) {
+	for !f.done {
+		if f.want > 0 {
+			if int64(len(buf)-n) < f.want {
+				return n, f, false, false
+			}
+			n += int(f.want)
+			f.took(f.want)
+			continue
+		}
+		i := bytes.IndexByte(buf[n:], '\n')
+		if i < 0 {
+			return n, f, false, len(buf)-n >= maxChunkLine
+		}
+		if i == 0 || buf[n+i-1] != '\r' || !f.line(buf[n:n+i-1]) {
+			return n, f, false, true
+		}
+		n += i + 1
+	}
+	return n, f, true, false
+}
+
+// sendChunked sends a chunked request body to the upstream: chunk-size
+// lines (an extension relayed), data, and the trailer section. Every line
+// must end in CRLF and nothing else (RFC 9112 7.1, and erratum 7633: no
+// bare LF), as net/http reads them (chunkFraming); a body framed otherwise
+// is refused with errBadRequestBody, and what the upstream got of it is cut
+// off with its connection. A body all in the buffer stays held there, to
+// be sent again to the next server if need be, like a Content-Length one;
+// a longer one streams as it comes and is tried on no other server.
 func (h *h1conn) sendChunked(pc *pooledConn) error {
+	buf, _ := h.br.Peek(h.br.Buffered())
+	switch n, f, whole, bad := bufferedChunked(buf); {
+	case bad:
+		return errBadRequestBody
+	case whole:
+		h.held, h.req.length = n, f.data
+		_, err := pc.bw.Write(buf[:n])
+		return err
+	}
 	h.bodyStreamed, h.bodyLeft = true, 1
-	var data int64
-	for {
+	var f chunkFraming
+	for !f.done {
+		if f.want > 0 {
+			if err := h.streamBody(pc, f.want); err != nil {
+				return err
+			}
+			f.took(f.want)
+			continue
+		}
 		line, err := h.chunkLine(pc)
 		if err != nil {
 			return err
 		}
-		size, ok := requestChunkSize(line)
-		if !ok {
-			return errBadRequestBody
-		}
-		h.relayChunkLine(pc, line)
-		if size == 0 {
-			break
-		}
-		if err := h.streamBody(pc, size); err != nil {
-			return err
-		}
-		data += size
-		if line, err = h.chunkLine(pc); err != nil {
-			return err
-		}
-		if len(line) != 0 {
+		if !f.line(line) {
 			return errBadRequestBody
 		}
 		h.relayChunkLine(pc, line)
 	}
-	for trailers := 0; ; {
-		line, err := h.chunkLine(pc)
-		if err != nil {
-			return err
-		}
-		if trailers += len(line) + 2; trailers > maxRequestTrailers || len(line) > 0 && !trailerField(line) {
-			return errBadRequestBody
-		}
-		h.relayChunkLine(pc, line)
-		if len(line) == 0 {
-			h.bodyLeft, h.req.length = 0, data
-			return nil
-		}
-	}
+	h.bodyLeft, h.req.length = 0, f.data
+	return nil
 }
 
 // chunkLine returns the next line of a chunked request body without its
@@ -792,8 +854,13 @@ func (h *h1conn) endBody() (whole bool) {
 	switch n := h.req.length; {
 	case h.bodyStreamed:
 		return h.bodyLeft == 0
-	case h.req.chunked: // never sent: its end is not known without reading it all
-		return false
+	case h.req.chunked: // held, or never sent: dropped when it is all here
+		buf, _ := h.br.Peek(h.br.Buffered())
+		n, _, whole, _ := bufferedChunked(buf)
+		if whole {
+			_, _ = h.br.Discard(n)
+		}
+		return whole
 	case n <= int64(h.br.Buffered()): // held, never sent, or none
 		_, _ = h.br.Discard(int(n))
 		return true

@@ -419,3 +419,41 @@ func netHTTPRequests(data []byte) []seenRequest {
 		}
 	}
 }
+
+// FuzzChunkedRequestBody checks bufferedChunked against net/http: a body it
+// takes as whole, net/http reads whole too, ending at the same byte, with
+// the same data.
+func FuzzChunkedRequestBody(f *testing.F) {
+	for _, s := range []string{
+		"0\r\n\r\n",
+		"5;a=b\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\nGET / HTTP/1.1\r\n",
+		"3\r\nabc\r\n0\r\n\r\n",
+		"3\nabc\r\n0\r\n\r\n",
+		"3 \r\nabc\r\n0\r\n\r\n",
+		"3\r\nabcd\r\n0\r\n\r\n",
+		"0\r\nX: a\rb\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	const head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+	f.Fuzz(func(t *testing.T, body []byte) {
+		n, fr, whole, _ := bufferedChunked(body)
+		if !whole {
+			return
+		}
+		r := bytes.NewReader(append([]byte(head), body...))
+		br := bufio.NewReader(r)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			t.Fatalf("net/http refused the head: %v", err)
+		}
+		data, err := io.ReadAll(req.Body)
+		if err != nil {
+			t.Fatalf("taken as whole (%d bytes), net/http fails: %v: %q", n, err, body)
+		}
+		if left := br.Buffered() + r.Len(); int64(len(data)) != fr.data || left != len(body)-n {
+			t.Fatalf("taken as %d bytes with %d of data, net/http read %d of data and left %d bytes, not %d: %q",
+				n, fr.data, len(data), left, len(body)-n, body)
+		}
+	})
+}

@@ -542,8 +542,12 @@ func TestABodyInTheBufferIsSentAgainToTheNextServer(t *testing.T) {
 	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{
 		{Name: "l", Path: "/", Upstream: "u"}}}}, u))
 	rc := dialRaw(t, tp)
-	for i := range 4 { // round robin: the dead server comes first half the time
-		rc.send("PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world")
+	for i := range 8 { // round robin: the dead server comes first half the time
+		req := "PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world"
+		if i%4 >= 2 {
+			req = "PUT /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+		}
+		rc.send(req)
 		if resp, body := rc.read("PUT"); resp.StatusCode != 200 || body != "b 11" {
 			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
 		}

@@ -1,7 +1,10 @@
 package l7
 
 import (
+	"bufio"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -87,6 +90,14 @@ func TestMisframedChunkedRequestBodiesAreRefused(t *testing.T) {
 			t.Errorf("%s: the connection stayed open", c.name)
 		}
 	}
+	// The same when the bad line comes after the body began to stream.
+	rc := dialRaw(t, tp)
+	rc.send(head + "5\r\nhel")
+	time.Sleep(50 * time.Millisecond)
+	rc.send("lo\n0\r\n\r\n")
+	if resp, _ := rc.read("POST"); resp.StatusCode != 400 || !resp.Close {
+		t.Errorf("a bare LF after streamed data: %d, close %v; want 400 and close", resp.StatusCode, resp.Close)
+	}
 	select {
 	case s := <-got:
 		t.Errorf("the upstream read a whole request from a misframed body: %q", s)
@@ -99,7 +110,7 @@ func TestMisframedChunkedRequestBodiesAreRefused(t *testing.T) {
 	}
 	// Content-Length beside it is refused as before; the server is still
 	// in the pool for a good request.
-	rc := dialRaw(t, tp)
+	rc = dialRaw(t, tp)
 	rc.send("POST /both HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n")
 	if resp, _ := rc.read("POST"); resp.StatusCode != 400 || !resp.Close {
 		t.Errorf("both framings: %d, close %v; want 400 and close", resp.StatusCode, resp.Close)
@@ -154,5 +165,49 @@ func TestExpectContinueIsAnsweredByTheLoop(t *testing.T) {
 	rc.send("PUT /none HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
 	if resp, _ := rc.read("PUT"); resp.StatusCode != 404 || !resp.Close {
 		t.Errorf("expecting 100 at no location: %d, close %v; want 404 and close", resp.StatusCode, resp.Close)
+	}
+}
+
+// An idempotent request whose chunked body was all in the buffer is sent
+// again on a new connection when the pooled one it went out on turns out
+// closed by the server, as one with a Content-Length body is; one that
+// streamed is not (its body is gone).
+func TestAChunkedBodyInTheBufferIsSentAgainOverANewConnection(t *testing.T) {
+	// Each connection answers one request, then closes without saying so.
+	addr := serveConns(t, func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		body, _ := io.ReadAll(req.Body)
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	})
+	tp := newTestProxy(t, Limits{})
+	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}},
+		pool("u", addr)))
+	rc := dialRaw(t, tp)
+	for i := range 3 {
+		rc.send("PUT /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+		if resp, body := rc.read("PUT"); resp.StatusCode != 200 || body != "hello" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+		time.Sleep(20 * time.Millisecond) // the server has closed the pooled connection
+	}
+}
+
+// A chunked body to no location is dropped and the connection kept when it
+// is all here; when more of it is to come, the connection closes.
+func TestAChunkedBodyToNoLocationIsDropped(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/only", Upstream: "u"}}}},
+		pool("u", "127.0.0.1:1")))
+	rc := dialRaw(t, tp)
+	rc.send("POST /none HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+	if resp, _ := rc.read("POST"); resp.StatusCode != 404 || resp.Close {
+		t.Errorf("a whole chunked body to no location: %d, close %v; want 404, kept", resp.StatusCode, resp.Close)
+	}
+	rc.send("POST /none HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab")
+	if resp, _ := rc.read("POST"); resp.StatusCode != 404 || !resp.Close {
+		t.Errorf("a chunked body to no location still coming: %d, close %v; want 404 and close", resp.StatusCode, resp.Close)
 	}
 }
