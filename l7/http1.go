@@ -728,9 +728,11 @@ type chunkFraming struct {
 }
 
 // line takes the next line, without its CRLF, and reports whether it is
-// framed as it must be there.
+// framed as it must be there (and shorter than net/http's 4 KiB limit).
 func (f *chunkFraming) line(l []byte) bool {
 	switch {
+	case len(l) >= maxChunkLine:
+		return false
 	case f.dataEnd:
 		f.dataEnd = false
 		return len(l) == 0
