@@ -396,8 +396,8 @@ static __always_inline __u64 flow_clock(const struct flow_key *fk, const struct 
 /* seen_refresh is how old a UDP flow's seen_ns may grow before a packet
  * refreshes it: a second, or a quarter of a shorter idle timeout, so that a
  * flow that keeps sending is never taken for idle (with a timeout of a
- * second it was, at every refresh) and an idle one goes after at most 1.25
- * timeouts. */
+ * second it was, at every refresh); seen_ns then lags the last packet by
+ * at most this, so a flow idle for 3/4 of a short timeout may go. */
 static __always_inline __u64 seen_refresh(const struct lb_settings *cfg)
 {
 	__u64 quarter;
