@@ -27,6 +27,18 @@ func chunkedProxy(t *testing.T) (*testProxy, chan string) {
 	return tp, got
 }
 
+// seen returns what the upstream read next, failing after 5 s of nothing.
+func seen(t *testing.T, got chan string) string {
+	t.Helper()
+	select {
+	case s := <-got:
+		return s
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream read no request")
+		return ""
+	}
+}
+
 // A chunked request body reaches the upstream whole, chunk extensions and
 // trailers with it, and the client's connection serves the next request,
 // as with a Content-Length body; one larger than the buffer streams.
@@ -38,7 +50,7 @@ func TestChunkedRequestBodiesAreForwardedAndKeepTheConnection(t *testing.T) {
 	if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != "11" || resp.Close {
 		t.Fatalf("chunked upload: %d %q, close %v", resp.StatusCode, body, resp.Close)
 	}
-	if s := <-got; s != "/c [chunked] hello world trailer=map[X-Sum:[11]] expect=" {
+	if s := seen(t, got); s != "/c [chunked] hello world trailer=map[X-Sum:[11]] expect=" {
 		t.Errorf("the upstream read %q", s)
 	}
 	// In pieces, and far more than the buffer: streamed as it comes.
@@ -51,12 +63,12 @@ func TestChunkedRequestBodiesAreForwardedAndKeepTheConnection(t *testing.T) {
 	if resp, body := rc.read("PUT"); resp.StatusCode != 200 || body != fmt.Sprint(32*len(chunk)) || resp.Close {
 		t.Fatalf("2 MiB chunked upload: %d %q, close %v", resp.StatusCode, body, resp.Close)
 	}
-	<-got
+	seen(t, got)
 	rc.send("GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
 	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "0" {
 		t.Fatalf("the request after the uploads: %d %q", resp.StatusCode, body)
 	}
-	if s := <-got; s != "/after []  trailer=map[] expect=" {
+	if s := seen(t, got); s != "/after []  trailer=map[] expect=" {
 		t.Errorf("the upstream read %q", s)
 	}
 	if in := settled(func() uint64 { return tp.Stats().Snapshot().VServers["v"].BytesIn }, uint64(11+32*len(chunk))); in != uint64(11+32*len(chunk)) {
@@ -154,7 +166,7 @@ func TestExpectContinueIsAnsweredByTheLoop(t *testing.T) {
 		if resp, body := rc.read("PUT"); resp.StatusCode != 200 || body != c.length || resp.Close {
 			t.Fatalf("upload after 100: %d %q, close %v", resp.StatusCode, body, resp.Close)
 		}
-		if s := <-got; s != c.upstream {
+		if s := seen(t, got); s != c.upstream {
 			t.Errorf("the upstream read %q, want %q", s, c.upstream)
 		}
 	}
