@@ -728,10 +728,11 @@ type chunkFraming struct {
 }
 
 // line takes the next line, without its CRLF, and reports whether it is
-// framed as it must be there (and shorter than net/http's 4 KiB limit).
+// framed as it must be there, and fits net/http's 4 KiB read buffer with
+// its CRLF.
 func (f *chunkFraming) line(l []byte) bool {
 	switch {
-	case len(l) >= maxChunkLine:
+	case len(l)+2 > maxChunkLine:
 		return false
 	case f.dataEnd:
 		f.dataEnd = false

@@ -432,7 +432,8 @@ func FuzzChunkedRequestBody(f *testing.F) {
 		"3 \r\nabc\r\n0\r\n\r\n",
 		"3\r\nabcd\r\n0\r\n\r\n",
 		"0\r\nX: a\rb\r\n\r\n",
-		"1;" + strings.Repeat("e", 4094) + "\r\na\r\n0\r\n\r\n",
+		"1;" + strings.Repeat("e", 4092) + "\r\na\r\n0\r\n\r\n", // 4,096 bytes with its CRLF: read
+		"1;" + strings.Repeat("e", 4093) + "\r\na\r\n0\r\n\r\n", // one more: not
 	} {
 		f.Add([]byte(s))
 	}
