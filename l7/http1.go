@@ -767,16 +767,31 @@ func bufferedChunked(buf []byte) (n int, f chunkFraming, whole, bad bool) {
 			f.took(f.want)
 			continue
 		}
-		i := bytes.IndexByte(buf[n:], '\n')
-		if i < 0 {
+		line, m, ok := crlfLine(buf[n:])
+		switch {
+		case !ok || m > 0 && !f.line(line):
+			return n, f, false, true
+		case m == 0:
 			return n, f, false, len(buf)-n >= maxChunkLine
 		}
-		if i == 0 || buf[n+i-1] != '\r' || !f.line(buf[n:n+i-1]) {
-			return n, f, false, true
-		}
-		n += i + 1
+		n += m
 	}
 	return n, f, true, false
+}
+
+// crlfLine finds the line at the start of buf: its content without the
+// CRLF, and its length with it (0 when buf holds no LF yet). ok is false
+// when the LF has no CR before it: a bare LF, which net/http refuses in
+// chunk framing.
+func crlfLine(buf []byte) (line []byte, n int, ok bool) {
+	i := bytes.IndexByte(buf, '\n')
+	switch {
+	case i < 0:
+		return nil, 0, true
+	case i == 0 || buf[i-1] != '\r':
+		return nil, 0, false
+	}
+	return buf[:i-1], i + 1, true
 }
 
 // sendChunked sends a chunked request body to the upstream: chunk-size
@@ -825,14 +840,12 @@ func (h *h1conn) sendChunked(pc *pooledConn) error {
 func (h *h1conn) chunkLine(pc *pooledConn) ([]byte, error) {
 	for {
 		buf, _ := h.br.Peek(h.br.Buffered())
-		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
-			if i == 0 || buf[i-1] != '\r' {
-				return nil, errBadRequestBody
-			}
-			return buf[:i-1], nil
-		}
-		if len(buf) >= maxChunkLine {
+		line, n, ok := crlfLine(buf)
+		switch {
+		case !ok || n == 0 && len(buf) >= maxChunkLine:
 			return nil, errBadRequestBody
+		case n > 0:
+			return line, nil
 		}
 		if err := h.awaitClient(pc, len(buf)+1); err != nil {
 			return nil, err
