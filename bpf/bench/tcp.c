@@ -253,9 +253,12 @@ int tcp_syn_gen(struct xdp_md *ctx)
 	now = bpf_ktime_get_ns();
 	if (now < p->next_ns)
 		return XDP_DROP;
-	/* Behind by more than a few SYNs (the CPU was taken): catch up no
-	 * further, so that no burst follows. */
-	p->next_ns = (p->next_ns + 4 * p->interval_ns < now ? now : p->next_ns) + p->interval_ns;
+	/* The first SYN, or behind by more than a few (the CPU was taken):
+	 * pace from now, catching up no further, so that no burst follows.
+	 * Without the first test, a first next_ns of 0 counted from boot. */
+	if (!p->next_ns || p->next_ns + 4 * p->interval_ns < now)
+		p->next_ns = now;
+	p->next_ns += p->interval_ns;
 	n = p->sent++;
 	set_mac(eth, lb_mac, client_mac);
 	eth->h_proto = bpf_htons(ETH_P_IP);
