@@ -124,6 +124,7 @@ func runL4() error {
 	}
 	defer closeGen()
 	g := lab{gen: l.gen, rxIf: l.lbA}
+	probe := probeLiveFrames(l.gen, genIdx)
 	var cs []contender
 	for _, c := range []struct {
 		name  string
@@ -139,6 +140,9 @@ func runL4() error {
 		}
 		// Set up anew each run: the contenders share the lab's path.
 		cs = append(cs, contender{name: c.name, run: func() (float64, error) {
+			if probe != nil {
+				return 0, probe
+			}
 			cleanup, err := c.setup()
 			if err != nil {
 				return 0, setupError{err}
