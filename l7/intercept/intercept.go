@@ -72,6 +72,13 @@ type Options struct {
 	// removes its own. 0 means DefaultRouteProtocol. One Interceptor per
 	// namespace and protocol.
 	RouteProtocol int
+	// Inherit are the listeners of the Interceptor this one takes over
+	// from (a daemon upgraded in place: see Handoff), an IPv4 one and
+	// optionally an IPv6 one. New then listens on them instead of new
+	// sockets, so connections queued there are not lost, and keeps the
+	// routes the other one added: Add adopts them, DropStale removes the
+	// rest.
+	Inherit []*net.TCPListener
 }
 
 // Interceptor steers TCP connections for endpoints (VIP:port, or VIP:0 for
@@ -88,6 +95,7 @@ type Interceptor struct {
 	mu     sync.Mutex   // guards what follows
 	eps    map[netip.AddrPort]bool
 	addrs  map[netip.Addr]*vip
+	stale  map[netip.Addr]bool // inherited routes no endpoint has adopted yet
 	closed bool
 }
 
@@ -121,6 +129,7 @@ func New(opts Options) (_ *Interceptor, err error) {
 		log:   log.With("component", "intercept"),
 		eps:   map[netip.AddrPort]bool{},
 		addrs: map[netip.Addr]*vip{},
+		stale: map[netip.Addr]bool{},
 	}
 	defer func() {
 		if err != nil {
@@ -152,17 +161,26 @@ func New(opts Options) (_ *Interceptor, err error) {
 	}
 	i.routes = routes{h: i.h, lo: lo.Attrs().Index, table: opts.RouteTable, protocol: netlink.RouteProtocol(opts.RouteProtocol)}
 
-	if i.ln4, err = listen("tcp4", "127.0.0.1:0"); err != nil {
-		return nil, err
+	if len(opts.Inherit) > 0 {
+		if err := i.inherit(opts.Inherit); err != nil {
+			return nil, err
+		}
+	} else {
+		if i.ln4, err = listen("tcp4", "127.0.0.1:0"); err != nil {
+			return nil, err
+		}
+		if i.ln6, err = listen("tcp6", "[::1]:0"); err != nil {
+			i.log.Warn("no IPv6 listener: IPv6 endpoints cannot be steered", "err", err)
+			i.ln6 = nil
+		}
 	}
 	if err := i.maps.SetListener(SlotTCP4, i.ln4.(*net.TCPListener)); err != nil {
 		return nil, err
 	}
-	if i.ln6, err = listen("tcp6", "[::1]:0"); err != nil {
-		i.log.Warn("no IPv6 listener: IPv6 endpoints cannot be steered", "err", err)
-		i.ln6 = nil
-	} else if err := i.maps.SetListener(SlotTCP6, i.ln6.(*net.TCPListener)); err != nil {
-		return nil, err
+	if i.ln6 != nil {
+		if err := i.maps.SetListener(SlotTCP6, i.ln6.(*net.TCPListener)); err != nil {
+			return nil, err
+		}
 	}
 
 	stale, err := i.routes.owned()
@@ -170,6 +188,10 @@ func New(opts Options) (_ *Interceptor, err error) {
 		return nil, err
 	}
 	for _, a := range stale {
+		if len(opts.Inherit) > 0 {
+			i.stale[a] = true // the predecessor's, in use until it hands off
+			continue
+		}
 		if err := i.routes.del(a); err != nil {
 			return nil, err
 		}
@@ -193,6 +215,26 @@ func listen(network, addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	return ln, nil
+}
+
+// inherit takes over a predecessor's listeners, one per family.
+func (i *Interceptor) inherit(lns []*net.TCPListener) error {
+	for _, ln := range lns {
+		a := ln.Addr().(*net.TCPAddr).AddrPort().Addr()
+		switch {
+		case a.Is4() && i.ln4 == nil:
+			i.ln4 = ln
+		case a.Is6() && !a.Is4In6() && i.ln6 == nil:
+			i.ln6 = ln
+		default:
+			return fmt.Errorf("inherited listener %s: want one IPv4 and at most one IPv6 listener", a)
+		}
+	}
+	if i.ln4 == nil {
+		return errors.New("inherited listeners: none is IPv4")
+	}
+	i.log.Info("took over the listeners of the daemon before", "ipv4", i.ln4.Addr(), "ipv6", addrOf(i.ln6))
+	return nil
 }
 
 func addrOf(ln net.Listener) string {
@@ -251,7 +293,11 @@ func (i *Interceptor) Add(ep netip.AddrPort) error {
 	v := i.addrs[a]
 	if v == nil {
 		v = &vip{}
-		if !i.routes.isLocal(a) {
+		if i.stale[a] {
+			// The predecessor's route: this interceptor's from now on.
+			delete(i.stale, a)
+			v.owned = true
+		} else if !i.routes.isLocal(a) {
 			if err := i.routes.add(a); err != nil {
 				return errors.Join(err, i.maps.Unsteer(ep))
 			}
@@ -338,11 +384,62 @@ func (i *Interceptor) Stats() (Stats, error) {
 	return i.maps.Stats()
 }
 
+// DropStale removes the inherited routes (Options.Inherit) that no Add has
+// adopted: addresses the predecessor steered and this one does not. Call
+// it once the endpoints are added. It returns the netlink errors, joined.
+func (i *Interceptor) DropStale() error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	var errs []error
+	for a := range i.stale {
+		if err := i.routes.del(a); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		delete(i.stale, a)
+		i.log.Info("removed a local route the daemon before used and this one does not", "addr", a)
+	}
+	return errors.Join(errs...)
+}
+
+// ListenerFiles returns duplicates of the listeners' descriptors (IPv4,
+// then IPv6 if there is one), to hand to a successor (Options.Inherit).
+// The caller closes them. It returns ErrClosed after Close or Handoff.
+func (i *Interceptor) ListenerFiles() ([]*os.File, error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.closed {
+		return nil, ErrClosed
+	}
+	var fs []*os.File
+	for _, ln := range i.Listeners() {
+		f, err := ln.(*net.TCPListener).File()
+		if err != nil {
+			for _, f := range fs {
+				f.Close()
+			}
+			return nil, fmt.Errorf("duplicate listener %s: %w", ln.Addr(), err)
+		}
+		fs = append(fs, f)
+	}
+	return fs, nil
+}
+
+// Handoff is Close for an interceptor whose successor took over its
+// listeners (ListenerFiles) and attached its own program: it detaches this
+// one's program and closes its descriptors of the listeners, whose sockets
+// the successor keeps open and steered to, and leaves the routes, which
+// the successor adopted. Connections already accepted stay open.
+func (i *Interceptor) Handoff() error { return i.shut(false) }
+
 // Close detaches the program, closes the listeners (Accept returns
 // net.ErrClosed) and removes the routes the interceptor added. Connections
 // already accepted stay open. Closing twice is no error. It returns the
 // errors of the steps that failed, joined; the other steps still run.
-func (i *Interceptor) Close() error {
+func (i *Interceptor) Close() error { return i.shut(true) }
+
+// shut is Close, or Handoff when the routes stay.
+func (i *Interceptor) shut(removeRoutes bool) error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if i.closed {
@@ -350,16 +447,17 @@ func (i *Interceptor) Close() error {
 	}
 	i.closed = true
 	var errs []error
-	if err := i.link.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("detach sk_lookup: %w", err))
-	}
-	i.link = nil
-	for a, v := range i.addrs {
-		if v.owned {
+	if removeRoutes {
+		for a, v := range i.addrs {
+			if v.owned {
+				errs = append(errs, i.routes.del(a))
+			}
+		}
+		for a := range i.stale {
 			errs = append(errs, i.routes.del(a))
 		}
 	}
-	i.addrs, i.eps = map[netip.Addr]*vip{}, map[netip.AddrPort]bool{}
+	i.addrs, i.eps, i.stale = map[netip.Addr]*vip{}, map[netip.AddrPort]bool{}, map[netip.Addr]bool{}
 	errs = append(errs, i.release())
 	return errors.Join(errs...)
 }
@@ -368,7 +466,10 @@ func (i *Interceptor) Close() error {
 func (i *Interceptor) release() error {
 	var errs []error
 	if i.link != nil {
-		errs = append(errs, i.link.Close())
+		if err := i.link.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach sk_lookup: %w", err))
+		}
+		i.link = nil
 	}
 	for _, ln := range []net.Listener{i.ln4, i.ln6} {
 		if ln != nil {
