@@ -52,6 +52,7 @@ type Proxy struct {
 	plain, secure, gm *connQueue // connections by protocol, each served by one http.Server
 	h1                h1conns    // plain connections served by the proxy's own HTTP/1.1 loop
 	shuttingDown      atomic.Bool
+	tunnels           atomic.Int64 // upgraded connections (WebSockets) open: Shutdown waits for them
 	servers           []*http.Server
 	rp                *httputil.ReverseProxy
 	tlsConfig         *tls.Config
@@ -357,10 +358,11 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		}
 	}
 	// The HTTP/1.1 loop's idle connections close now, busy ones once their
-	// request is answered.
+	// request is answered; upgraded ones (WebSockets), which net/http's
+	// Shutdown neither closes nor waits for, once they end.
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for p.h1.closeIdle(false) > 0 && err == nil {
+	for (p.h1.closeIdle(false) > 0 || p.tunnels.Load() > 0) && err == nil {
 		select {
 		case <-ctx.Done():
 			err = ctx.Err()

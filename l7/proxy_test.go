@@ -193,8 +193,9 @@ func TestBodiesStreamBothWays(t *testing.T) {
 	}
 }
 
-func TestWebSocketUpgradeIsProxied(t *testing.T) {
-	tp := newTestProxy(t, Limits{})
+// webSocketThrough opens a WebSocket through a proxy to an upstream's echo.
+func webSocketThrough(t *testing.T, tp *testProxy) (net.Conn, *bufio.Reader) {
+	t.Helper()
 	b := httptest.NewServer(http.HandlerFunc(lab.UpgradeEcho))
 	t.Cleanup(b.Close)
 	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}},
@@ -203,20 +204,51 @@ func TestWebSocketUpgradeIsProxied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	fmt.Fprintf(c, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 	r := bufio.NewReader(c)
-	resp, err := http.ReadResponse(r, nil)
-	if err != nil || resp.StatusCode != 101 {
+	if resp, err := http.ReadResponse(r, nil); err != nil || resp.StatusCode != 101 {
 		t.Fatalf("upgrade: %v %v", resp, err)
 	}
+	return c, r
+}
+
+func TestWebSocketUpgradeIsProxied(t *testing.T) {
+	c, r := webSocketThrough(t, newTestProxy(t, Limits{}))
 	for _, msg := range []string{"ping\n", "second\n"} {
 		fmt.Fprint(c, msg)
 		got, err := r.ReadString('\n')
 		if err != nil || got != strings.ToUpper(msg) {
 			t.Fatalf("echo of %q: %q, %v", msg, got, err)
 		}
+	}
+}
+
+// A WebSocket is a request in flight for Shutdown (a daemon draining for
+// its successor): it keeps echoing, and Shutdown returns once it closes.
+func TestShutdownWaitsForAWebSocket(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	c, r := webSocketThrough(t, tp)
+	shut := shutdownWithin(tp, 5*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned (%v) while a WebSocket was open", err)
+	default:
+	}
+	fmt.Fprint(c, "during shutdown\n")
+	if got, err := r.ReadString('\n'); err != nil || got != "DURING SHUTDOWN\n" {
+		t.Errorf("echo during Shutdown: %q, %v", got, err)
+	}
+	c.Close()
+	select {
+	case err := <-shut:
+		if err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	case <-time.After(4 * time.Second):
+		t.Error("Shutdown still waits after the WebSocket closed")
 	}
 }
 

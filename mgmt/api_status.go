@@ -11,6 +11,7 @@ import (
 // Status is GET /v1/status.
 type Status struct {
 	Version       string          `json:"version"`
+	PID           int             `json:"pid,omitempty"` // changes when SIGUSR2 upgrades the daemon in place
 	UptimeSeconds float64         `json:"uptime_seconds"`
 	BPFFS         string          `json:"bpffs"`
 	Interfaces    []l4.Attachment `json:"interfaces"`

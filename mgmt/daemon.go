@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -109,12 +110,19 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	go refreshNextHops(ctx, rec, svcLog)
 
+	handoff, err := inheritedFromPredecessor()
+	if err != nil {
+		return err
+	}
 	var l7st *l7State
-	var proxy *l7.Proxy
+	var l7rt *l7Runtime
 	if !cfg.L7.Disabled {
 		l7log := base.With("component", "l7")
-		stopL7, err := startL7(ctx, cfg.L7, l7log, func(p *l7.Proxy, icpt *intercept.Interceptor) error {
-			proxy = p
+		var inherit []*net.TCPListener
+		if handoff != nil {
+			inherit = handoff.listeners
+		}
+		l7rt, err = startL7(ctx, cfg.L7, l7log, inherit, func(p *l7.Proxy, icpt *intercept.Interceptor) error {
 			l7st = newL7State(store, p, icpt, l7log)
 			svcs.onL7 = l7st.setEndpoints
 			return l7st.restore(st.L7, svcs.L7Endpoints())
@@ -122,7 +130,11 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return err
 		}
-		defer stopL7()
+		defer l7rt.stop()
+	} else if handoff != nil {
+		for _, ln := range handoff.listeners {
+			ln.Close() // the predecessor keeps serving them until it hands off
+		}
 	}
 
 	start := time.Now()
@@ -135,41 +147,112 @@ func Run(ctx context.Context, cfg Config) error {
 		return out, err
 	}
 	srv := NewServer(state, svcs, func() Status {
-		return Status{Version: Version, UptimeSeconds: uptime(start)(), BPFFS: cfg.BPFFS, Interfaces: atts}
+		return Status{Version: Version, PID: os.Getpid(), UptimeSeconds: uptime(start)(), BPFFS: cfg.BPFFS, Interfaces: atts}
 	}, stats, cfg.API.MaxBodyBytes)
 	if l7st != nil {
-		srv.SetL7(l7st, proxy)
+		srv.SetL7(l7st, l7rt.proxy)
 	}
-	return serveAPI(ctx, cfg.API, srv, base.With("component", "api"))
+	apiLog := base.With("component", "api")
+	upgrade := make(chan os.Signal, 1)
+	signal.Notify(upgrade, syscall.SIGUSR2)
+	defer signal.Stop(upgrade)
+	onServing := func() {
+		if handoff == nil {
+			return
+		}
+		if err := handoff.signalReady(); err != nil {
+			log.Error("tell the daemon before that this one serves", "err", err)
+		}
+		l7rt.ownEverything()
+		handoff = nil
+	}
+	for {
+		upgraded, err := serveAPI(ctx, cfg.API, srv, apiLog, upgrade, onServing)
+		if err != nil || !upgraded {
+			return err
+		}
+		// The API is stopped, so nothing writes the store: the successor
+		// opens it.
+		if err := store.Close(); err != nil {
+			log.Warn("close the store for the successor", "err", err)
+		}
+		err = upgradeInPlace(ctx, l7rt, log)
+		if err == nil {
+			return nil
+		}
+		log.Error("upgrade failed; this daemon serves on", "err", err)
+		if err := store.Reopen(); err != nil {
+			return fmt.Errorf("reopen the store after a failed upgrade: %w", err)
+		}
+	}
+}
+
+// upgradeInPlace starts the successor and, once it serves, hands it the L7
+// intercept and drains this daemon's requests in flight.
+func upgradeInPlace(ctx context.Context, l7rt *l7Runtime, log *slog.Logger) error {
+	var files []*os.File
+	if l7rt != nil {
+		var err error
+		if files, err = l7rt.icpt.ListenerFiles(); err != nil {
+			return err
+		}
+	}
+	log.Info("upgrade: starting the successor")
+	pid, err := startSuccessor(ctx, files)
+	for _, f := range files {
+		f.Close()
+	}
+	if err != nil {
+		return err
+	}
+	log.Info("upgrade: the successor serves; handing off and draining", "pid", pid)
+	if l7rt != nil {
+		l7rt.handOff()
+	}
+	return nil
+}
+
+// l7Runtime is the running proxy and its intercept.
+type l7Runtime struct {
+	proxy *l7.Proxy
+	icpt  *intercept.Interceptor
+	// borrowed is true while the intercept runs on a predecessor's
+	// listeners and routes and the predecessor has not handed off: if this
+	// daemon stops then, it leaves them to the predecessor.
+	borrowed bool
+	done     atomic.Bool // stopping: the accept loops' errors are expected
 }
 
 // startL7 starts the proxy and the intercept in the daemon's network
-// namespace, hands them to restore, and serves the intercepted listeners.
-// The returned stop drains requests in flight (a few seconds at most) and
-// removes the intercept: its routes and its program.
-func startL7(ctx context.Context, cfg L7Config, log *slog.Logger, restore func(*l7.Proxy, *intercept.Interceptor) error) (func(), error) {
+// namespace (on a predecessor's listeners when inherit holds them), hands
+// them to restore, and serves the intercepted listeners.
+func startL7(ctx context.Context, cfg L7Config, log *slog.Logger, inherit []*net.TCPListener, restore func(*l7.Proxy, *intercept.Interceptor) error) (*l7Runtime, error) {
 	proxy, err := l7.New(l7.Options{Logger: log, Limits: cfg.limits()})
 	if err != nil {
 		return nil, err
 	}
-	icpt, err := intercept.New(intercept.Options{Logger: log})
+	icpt, err := intercept.New(intercept.Options{Logger: log, Inherit: inherit})
 	if err != nil {
 		proxy.Close()
+		for _, ln := range inherit {
+			ln.Close()
+		}
 		return nil, fmt.Errorf("l7 intercept (set l7.disabled to run without the proxy): %w", err)
 	}
-	stop := func() {
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = icpt.Close()
-		_ = proxy.Shutdown(shutdown)
-	}
+	rt := &l7Runtime{proxy: proxy, icpt: icpt, borrowed: len(inherit) > 0}
 	if err := restore(proxy, icpt); err != nil {
-		stop()
+		rt.stop()
 		return nil, err
+	}
+	if rt.borrowed {
+		// What the predecessor steered and this daemon's state does not.
+		if err := icpt.DropStale(); err != nil {
+			log.Warn("remove the local routes of the daemon before", "err", err)
+		}
 	}
 	for _, ln := range icpt.Listeners() {
 		go func() {
-			if err := proxy.Serve(ln); err != nil && ctx.Err() == nil {
+			if err := proxy.Serve(ln); err != nil && ctx.Err() == nil && !rt.done.Load() {
 				log.Error("proxy listener failed", "addr", ln.Addr(), "err", err)
 			}
 		}()
@@ -190,7 +273,42 @@ func startL7(ctx context.Context, cfg L7Config, log *slog.Logger, restore func(*
 			}
 		}
 	}()
-	return stop, nil
+	return rt, nil
+}
+
+// ownEverything marks the predecessor gone: from now on stop removes the
+// routes.
+func (rt *l7Runtime) ownEverything() {
+	if rt != nil {
+		rt.borrowed = false
+	}
+}
+
+// stop removes the intercept (its routes and its program, unless they are
+// still borrowed) and drains requests in flight, a few seconds at most.
+func (rt *l7Runtime) stop() {
+	if rt.done.Swap(true) {
+		return
+	}
+	if rt.borrowed {
+		_ = rt.icpt.Handoff()
+	} else {
+		_ = rt.icpt.Close()
+	}
+	rt.drain(5 * time.Second)
+}
+
+// handOff leaves the intercept to the successor and drains.
+func (rt *l7Runtime) handOff() {
+	rt.done.Store(true)
+	_ = rt.icpt.Handoff()
+	rt.drain(handoffDrain)
+}
+
+func (rt *l7Runtime) drain(d time.Duration) {
+	shutdown, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	_ = rt.proxy.Shutdown(shutdown)
 }
 
 // NewServer builds the API over an ACL state; the daemon and tests use it.
@@ -291,25 +409,20 @@ func applyConfigState(state *aclState, cfg Config) error {
 	return nil
 }
 
-func serveAPI(ctx context.Context, cfg APIConfig, srv *Server, log *slog.Logger) error {
+// serveAPI serves until ctx is done or a signal arrives on upgrade, which
+// it reports. onServing runs once every listener is open.
+func serveAPI(ctx context.Context, cfg APIConfig, srv *Server, log *slog.Logger, upgrade <-chan os.Signal, onServing func()) (upgraded bool, err error) {
 	ln, err := listenUnix(cfg.Socket)
 	if err != nil {
-		return err
+		return false, err
 	}
 	servers := []*http.Server{{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}}
 	listeners := []net.Listener{ln}
 	if cfg.Listen != "" {
-		tok, err := os.ReadFile(cfg.TokenFile)
+		tln, token, err := listenTCPAPI(cfg)
 		if err != nil {
-			return fmt.Errorf("read api token: %w", err)
-		}
-		token := strings.TrimSpace(string(tok))
-		if token == "" {
-			return fmt.Errorf("api token file %s is empty", cfg.TokenFile)
-		}
-		tln, err := net.Listen("tcp", cfg.Listen)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+			ln.Close()
+			return false, err
 		}
 		servers = append(servers, &http.Server{Handler: TokenHandler(srv.Handler(), token), ReadHeaderTimeout: 10 * time.Second})
 		listeners = append(listeners, tln)
@@ -319,9 +432,13 @@ func serveAPI(ctx context.Context, cfg APIConfig, srv *Server, log *slog.Logger)
 		log.Info("api listening", "addr", listeners[i].Addr().String())
 		go func() { errc <- s.Serve(listeners[i]) }()
 	}
+	onServing()
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
+	case <-upgrade:
+		upgraded = true
+		log.Info("SIGUSR2: upgrading in place; the API pauses until the successor serves it")
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -332,7 +449,24 @@ func serveAPI(ctx context.Context, cfg APIConfig, srv *Server, log *slog.Logger)
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
-	return err
+	return upgraded, err
+}
+
+// listenTCPAPI opens the token-guarded TCP API listener.
+func listenTCPAPI(cfg APIConfig) (net.Listener, string, error) {
+	tok, err := os.ReadFile(cfg.TokenFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("read api token: %w", err)
+	}
+	token := strings.TrimSpace(string(tok))
+	if token == "" {
+		return nil, "", fmt.Errorf("api token file %s is empty", cfg.TokenFile)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, "", fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	return ln, token, nil
 }
 
 // listenUnix listens on path, removing a stale socket left by a crash.

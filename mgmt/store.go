@@ -51,7 +51,8 @@ type ListMeta struct {
 // Store is the desired state on disk: policy, protect prefixes and lists, in
 // one bbolt file. Every write is committed (fsynced) before it returns.
 type Store struct {
-	db *bolt.DB
+	db   *bolt.DB
+	path string
 }
 
 // OpenStore opens or creates dir/state.db. A file that bbolt cannot open or
@@ -62,10 +63,14 @@ func OpenStore(dir string) (*Store, error) {
 	}
 	path := filepath.Join(dir, "state.db")
 	db, err := openBolt(path)
+	if errors.Is(err, bolt.ErrTimeout) {
+		// Not corrupt: --reset-state would throw a good store away.
+		return nil, fmt.Errorf("state store %s is locked by another process: is another sluice running on this state dir?", path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptStore, path, err)
 	}
-	s := &Store{db: db}
+	s := &Store{db: db, path: path}
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptStore, path, err)
@@ -120,6 +125,17 @@ func (s *Store) init() error {
 
 // Close closes the file.
 func (s *Store) Close() error { return s.db.Close() }
+
+// Reopen opens the file again after Close (a daemon whose successor failed
+// to start resumes). Nothing else may use the store while it runs.
+func (s *Store) Reopen() error {
+	db, err := openBolt(s.path)
+	if err != nil {
+		return fmt.Errorf("reopen %s: %w", s.path, err)
+	}
+	s.db = db
+	return nil
+}
 
 // State is the whole desired state as loaded at start.
 type State struct {

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -98,5 +99,30 @@ func TestEntriesRoundTrip(t *testing.T) {
 		if st.Lists[0].Entries[i] != ps[i] {
 			t.Fatalf("entry %d = %s, want %s", i, st.Lists[0].Entries[i], ps[i])
 		}
+	}
+}
+
+// A store another process holds is locked, not corrupt: the error must not
+// send the operator to --reset-state, which would move a good store aside.
+func TestLockedStoreIsNotCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = OpenStore(dir) // another descriptor: flock conflicts as across processes
+	if err == nil || errors.Is(err, ErrCorruptStore) || !strings.Contains(err.Error(), "locked by another process") {
+		t.Fatalf("opening a locked store: %v, want a lock error that is not ErrCorruptStore", err)
+	}
+	// Reopen after Close: the daemon whose successor failed resumes.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reopen(); err != nil {
+		t.Fatalf("Reopen: %v", err)
+	}
+	if _, err := s.Load(); err != nil {
+		t.Errorf("Load after Reopen: %v", err)
 	}
 }

@@ -103,22 +103,9 @@ func TestL7ClientsReachUpstreamsThroughTheVIPOverEveryProtocol(t *testing.T) {
 	}
 
 	// WebSocket: the upgrade passes through and the echo works both ways.
-	conn, err := lab.DialFrom(l.Client, lab.L7VIP+":80", 3*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprint(conn, "GET /ws HTTP/1.1\r\nHost: www.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-	br := bufio.NewReader(conn)
-	wsResp, err := http.ReadResponse(br, nil)
-	if err != nil || wsResp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("websocket upgrade: %v, %v", wsResp, err)
-	}
-	fmt.Fprint(conn, "echo me\n")
-	if line, err := br.ReadString('\n'); err != nil || line != "ECHO ME\n" {
-		t.Errorf("websocket echo: %q, %v", line, err)
-	}
+	ws := dialWebSocket(t, l)
+	defer ws.Close()
+	ws.expectEcho(t, "echo me")
 
 	// gRPC over h2c: the message comes back with its trailer; the upstream
 	// saw HTTP/2.
@@ -186,6 +173,39 @@ func TestL7SNIPicksTheCertificateAndASwapAppliesToTheNextHandshake(t *testing.T)
 	}
 	if resp != nil {
 		resp.Body.Close()
+	}
+}
+
+// webSocket is a WebSocket through the VIP to an upstream's echo.
+type webSocket struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func dialWebSocket(t *testing.T, l *lab.Lab) *webSocket {
+	t.Helper()
+	conn, err := lab.DialFrom(l.Client, lab.L7VIP+":80", 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprint(conn, "GET /ws HTTP/1.1\r\nHost: www.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		conn.Close()
+		t.Fatalf("websocket upgrade: %v, %v", resp, err)
+	}
+	return &webSocket{Conn: conn, br: br}
+}
+
+// expectEcho sends a line and wants it back upper-cased.
+func (ws *webSocket) expectEcho(t *testing.T, msg string) {
+	t.Helper()
+	ws.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprint(ws, msg+"\n")
+	if line, err := ws.br.ReadString('\n'); err != nil || line != strings.ToUpper(msg)+"\n" {
+		t.Errorf("websocket echo of %q: %q, %v", msg, line, err)
 	}
 }
 
@@ -278,6 +298,110 @@ func TestL7UpstreamChangesAndAKilledServerFailNoRequest(t *testing.T) {
 		if s.Addr == ups[1].Addr && s.Available {
 			t.Errorf("the killed server is still available: %+v", view.Servers)
 		}
+	}
+}
+
+// SIGUSR2 upgrades the daemon in place, as nginx's binary upgrade does: a
+// new process takes over the listeners, the maps and the state while
+// requests flow, and none fails; a WebSocket opened before keeps echoing
+// through the old process, which exits once it has drained; the new one
+// serves the API with the same state and can be upgraded in turn.
+func TestL7UpgradeInPlaceFailsNoRequest(t *testing.T) {
+	l, d, ups := l7Lab(t)
+	ws := dialWebSocket(t, l)
+	defer ws.Close()
+	stop := make(chan struct{})
+	wait := load(l, 4, stop)
+	defer func() {
+		close(stop)
+		if total, failed, first := wait(); failed > 0 || total < 100 {
+			t.Errorf("%d of %d requests failed across the upgrades (first: %s)", failed, total, first)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+
+	first := l.DaemonPID()
+	second := l.UpgradeDaemon()
+	ws.expectEcho(t, "still here") // the first process still relays it
+	if !lab.Alive(first) {
+		t.Error("the first daemon exited while a WebSocket through it was open")
+	}
+	ws.Close()
+	if !lab.Eventually(15*time.Second, func() bool { return !lab.Alive(first) }) {
+		t.Errorf("the first daemon (pid %d) still runs 15 s after its last connection closed", first)
+	}
+
+	// The successor has the state and takes changes.
+	out := l.MustCLI("upstream", "show", "app", "-o", "json")
+	for _, u := range ups {
+		if !strings.Contains(out, u.Addr) {
+			t.Errorf("upstream app after the upgrade lacks %s: %s", u.Addr, out)
+		}
+	}
+	l.MustCLI("upstream", "set", "app", "--server", ups[2].Addr)
+	if got := curl(t, l, "http://"+lab.L7VIP+"/"); got != "hello from u3\n" {
+		t.Errorf("after an upstream change through the successor: %q", got)
+	}
+	l.MustCLI("upstream", "set", "app", "--server", ups[0].Addr, "--server", ups[1].Addr, "--server", ups[2].Addr)
+	if got := curl(t, l, "-g", "http://["+lab.L7VIP6+"]/"); !strings.HasPrefix(got, "hello from") {
+		t.Errorf("IPv6 VIP after the upgrade: %q", got)
+	}
+
+	// And upgrades again, with nothing open that holds the old one.
+	third := l.UpgradeDaemon()
+	if third == second {
+		t.Fatal("the second upgrade kept the pid")
+	}
+	if !lab.Eventually(15*time.Second, func() bool { return !lab.Alive(second) }) {
+		t.Errorf("the second daemon (pid %d) still runs after handing off", second)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if log := d.Log(); !strings.Contains(log, "the successor serves") {
+		t.Errorf("the daemons' log does not tell of the handoff:\n%s", log)
+	}
+}
+
+// A successor that cannot start (here: its state store stays locked) fails
+// the upgrade, and the daemon serves on: same process, its API back, its
+// state writable, traffic through the VIP as before.
+func TestL7FailedUpgradeLeavesTheDaemonServing(t *testing.T) {
+	l, d, ups := l7Lab(t)
+	pid := l.DaemonPID()
+	db, err := os.OpenFile(filepath.Join(l.State, "state.db"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// Blocked until the daemon closes the store for its successor, then
+	// granted before the successor asks.
+	locked := make(chan error, 1)
+	go func() { locked <- syscall.Flock(int(db.Fd()), syscall.LOCK_EX) }()
+	if err := syscall.Kill(pid, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-locked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the daemon did not close its store on SIGUSR2")
+	}
+	if !lab.Eventually(30*time.Second, func() bool { return strings.Contains(d.Log(), "upgrade failed") }) {
+		t.Fatal("no upgrade failure logged while the store was locked")
+	}
+	if err := syscall.Flock(int(db.Fd()), syscall.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+	if !lab.Eventually(10*time.Second, func() bool { _, err := l.CLI("status"); return err == nil }) {
+		t.Fatal("the API did not come back after the failed upgrade")
+	}
+	if got := l.DaemonPID(); got != pid {
+		t.Errorf("the API is served by pid %d, want the daemon's own %d", got, pid)
+	}
+	l.MustCLI("upstream", "set", "app", "--server", ups[1].Addr)
+	if got := curl(t, l, "http://"+lab.L7VIP+"/"); got != "hello from u2\n" {
+		t.Errorf("after an upstream change once the upgrade failed: %q", got)
 	}
 }
 

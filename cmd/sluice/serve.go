@@ -24,7 +24,10 @@ func serveCommand() *cli.Command {
 		Usage: "run the daemon: attach XDP, restore the desired state, serve the API",
 		Description: "Flags override the config file (--config, else " + mgmt.DefaultConfigPath + " if present).\n" +
 			"SIGINT and SIGTERM stop the daemon but leave the programs attached and the maps pinned:\n" +
-			"filtering goes on. `sluice detach` removes them.",
+			"filtering goes on. `sluice detach` removes them.\n" +
+			"SIGUSR2 upgrades in place: the binary at the daemon's path starts with the same arguments,\n" +
+			"takes over the L7 listeners, the maps and the state, and the old process drains and exits.\n" +
+			"SIGUSR1 reopens the access log.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "YAML config file (default " + mgmt.DefaultConfigPath + " if present)"},
 			&cli.StringSliceFlag{Name: "iface", Usage: "interface to attach to (repeatable)"},

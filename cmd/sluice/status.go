@@ -26,6 +26,9 @@ func statusCommand() *cli.Command {
 			}
 			return render(c, st, func(w io.Writer) {
 				row(w, "version", st.Version)
+				if st.PID != 0 {
+					row(w, "pid", st.PID)
+				}
 				row(w, "uptime", humanDuration(st.UptimeSeconds))
 				row(w, "bpffs", st.BPFFS)
 				fmt.Fprintln(w)

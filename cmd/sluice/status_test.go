@@ -2,7 +2,7 @@ package main
 
 import "testing"
 
-const statusJSON = `{"version":"0.1.0","uptime_seconds":93784.6,"bpffs":"/sys/fs/bpf/sluice",
+const statusJSON = `{"version":"0.1.0","pid":4242,"uptime_seconds":93784.6,"bpffs":"/sys/fs/bpf/sluice",
 	"interfaces":[{"name":"eth0","ifindex":2,"xdp_mode":"native","program_id":123,"link_id":45},
 	{"name":"enp65s0f1","ifindex":7,"xdp_mode":"generic","program_id":123,"link_id":46}]}`
 
@@ -15,6 +15,7 @@ const statsJSON = `{"interfaces":[{"name":"eth0","ifindex":2,"verdicts":{
 func TestStatusTable(t *testing.T) {
 	f := newFakeAPI(t, map[string]canned{"GET /v1/status": {body: statusJSON}})
 	wantStdout(t, f.run("status"), `version  0.1.0
+pid      4242
 uptime   1d2h3m5s
 bpffs    /sys/fs/bpf/sluice
 

@@ -105,21 +105,32 @@ func (s *side) stop() {
 	s.mu.Unlock()
 }
 
-// Adopt takes c out of Go's poller into p: the returned Conn holds a
-// duplicate of c's socket and c is closed. The socket stays open and
-// non-blocking.
-func (p *Poller) Adopt(c *net.TCPConn) (*Conn, error) {
+// Dup returns a close-on-exec duplicate of c's descriptor. Unlike the
+// net package's File, nothing it does sets the socket, whose mode all its
+// descriptors share, to blocking.
+func Dup(c syscall.Conn) (int, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
-		return nil, err
+		return -1, err
 	}
 	fd := -1
 	var dupErr error
 	if err := rc.Control(func(s uintptr) { fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return nil, err
+		return -1, err
 	}
 	if dupErr != nil {
-		return nil, os.NewSyscallError("fcntl", dupErr)
+		return -1, os.NewSyscallError("fcntl", dupErr)
+	}
+	return fd, nil
+}
+
+// Adopt takes c out of Go's poller into p: the returned Conn holds a
+// duplicate of c's socket and c is closed. The socket stays open and
+// non-blocking.
+func (p *Poller) Adopt(c *net.TCPConn) (*Conn, error) {
+	fd, err := Dup(c)
+	if err != nil {
+		return nil, err
 	}
 	conn := newConn(p, fd, c.LocalAddr(), c.RemoteAddr())
 	if err := p.register(conn); err != nil {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sluicelb/sluice/l7/intercept"
 )
 
@@ -23,6 +25,14 @@ func TestHandoffKeepsEveryEndpointSteeredThroughTheSuccessor(t *testing.T) {
 	files, err := old.ListenerFiles()
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range files {
+		f.Fd() // as exec does: it must not make the shared socket blocking
+	}
+	for _, ln := range old.Listeners() {
+		if !nonblocking(t, ln.(*net.TCPListener)) {
+			t.Errorf("listener %s is blocking after its files were passed on: its accept loop would hang", ln.Addr())
+		}
 	}
 	var lns []*net.TCPListener
 	for _, f := range files {
@@ -95,6 +105,20 @@ func TestHandoffKeepsEveryEndpointSteeredThroughTheSuccessor(t *testing.T) {
 	if _, err := old.ListenerFiles(); err == nil {
 		t.Error("ListenerFiles after Handoff: no error")
 	}
+}
+
+func nonblocking(t *testing.T, ln *net.TCPListener) bool {
+	t.Helper()
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags int
+	var flErr error
+	if err := rc.Control(func(fd uintptr) { flags, flErr = unix.FcntlInt(fd, unix.F_GETFL, 0) }); err != nil || flErr != nil {
+		t.Fatal(err, flErr)
+	}
+	return flags&unix.O_NONBLOCK != 0
 }
 
 // A successor refuses listeners it cannot use.

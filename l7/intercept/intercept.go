@@ -43,6 +43,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/sluicelb/sluice/bpf"
+	"github.com/sluicelb/sluice/l7/fifopoll"
 )
 
 // Defaults of Options.
@@ -405,6 +406,11 @@ func (i *Interceptor) DropStale() error {
 // ListenerFiles returns duplicates of the listeners' descriptors (IPv4,
 // then IPv6 if there is one), to hand to a successor (Options.Inherit).
 // The caller closes them. It returns ErrClosed after Close or Handoff.
+//
+// Unlike (*net.TCPListener).File's, their Fd (which exec calls) leaves the
+// socket nonblocking: a duplicate shares the listener's open file, so
+// blocking mode there would be the accept loop's too, and an accept with
+// nothing queued would then block, holding Close.
 func (i *Interceptor) ListenerFiles() ([]*os.File, error) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
@@ -413,7 +419,7 @@ func (i *Interceptor) ListenerFiles() ([]*os.File, error) {
 	}
 	var fs []*os.File
 	for _, ln := range i.Listeners() {
-		f, err := ln.(*net.TCPListener).File()
+		f, err := dupNonblocking(ln.(*net.TCPListener))
 		if err != nil {
 			for _, f := range fs {
 				f.Close()
@@ -423,6 +429,15 @@ func (i *Interceptor) ListenerFiles() ([]*os.File, error) {
 		fs = append(fs, f)
 	}
 	return fs, nil
+}
+
+func dupNonblocking(ln *net.TCPListener) (*os.File, error) {
+	fd, err := fifopoll.Dup(ln)
+	if err != nil {
+		return nil, err
+	}
+	// os.NewFile, not the net package's File: its Fd keeps the mode.
+	return os.NewFile(uintptr(fd), "listener "+ln.Addr().String()), nil
 }
 
 // Handoff is Close for an interceptor whose successor took over its

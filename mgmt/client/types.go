@@ -20,6 +20,7 @@ type Interface struct {
 // Status is GET /v1/status.
 type Status struct {
 	Version       string      `json:"version"`
+	PID           int         `json:"pid,omitempty"`
 	UptimeSeconds float64     `json:"uptime_seconds"`
 	BPFFS         string      `json:"bpffs"`
 	Interfaces    []Interface `json:"interfaces"`

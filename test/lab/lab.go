@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -339,6 +341,65 @@ func (d *Daemon) Kill() {
 
 // Signal sends sig to the daemon (nsenter execs it, so the process is the daemon).
 func (d *Daemon) Signal(sig os.Signal) error { return d.cmd.Process.Signal(sig) }
+
+// DaemonPID is the process that serves the API now, as `sluice status`
+// reports it.
+func (l *Lab) DaemonPID() int {
+	l.t.Helper()
+	var st struct {
+		PID int `json:"pid"`
+	}
+	if err := json.Unmarshal([]byte(l.MustCLI("status", "-o", "json")), &st); err != nil || st.PID == 0 {
+		l.t.Fatalf("status has no pid: %v", err)
+	}
+	return st.PID
+}
+
+// UpgradeDaemon sends SIGUSR2 to the daemon serving the API and waits,
+// bounded, until its successor serves it; it returns the successor's PID,
+// which the lab's cleanup kills (the successor is not the lab's child).
+func (l *Lab) UpgradeDaemon() int {
+	l.t.Helper()
+	old := l.DaemonPID()
+	if err := syscall.Kill(old, syscall.SIGUSR2); err != nil {
+		l.t.Fatal(err)
+	}
+	var pid int
+	Eventually(60*time.Second, func() bool {
+		out, err := l.CLI("status", "-o", "json")
+		if err != nil {
+			return false // the API pauses while the successor starts
+		}
+		var st struct {
+			PID int `json:"pid"`
+		}
+		if json.Unmarshal([]byte(out), &st) == nil && st.PID != old {
+			pid = st.PID
+		}
+		return pid != 0
+	})
+	if pid == 0 {
+		l.t.Fatalf("no successor serves the API a minute after SIGUSR2 to %d", old)
+	}
+	l.t.Cleanup(func() { KillAndReap(pid) })
+	return pid
+}
+
+// Alive reports whether a process exists (and is not a zombie).
+func Alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z")
+}
+
+// KillAndReap sends SIGKILL to pid and waits, bounded, until it is gone.
+func KillAndReap(pid int) {
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	Eventually(10*time.Second, func() bool { return !Alive(pid) })
+}
 
 // Stop sends SIGTERM and waits for the exit, bounded.
 func (d *Daemon) Stop() {
