@@ -10,6 +10,7 @@ export SLUICE_API=unix:///tmp/sluice-lab/sluice.sock
 C=sluice-lab-client
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 try() { echo "\$ $*"; "$@" || echo "(no reply)"; }
+daemon_pid() { bin/sluice status -o json | grep -o '"pid": *[0-9]*' | grep -o '[0-9]*$'; }
 
 step "Sluice is attached to the load balancer's interface"
 bin/sluice status
@@ -47,5 +48,19 @@ step "Take a server out through the dynamic upstream API: no reload, no failed r
 bin/sluice upstream server set app 2 --down
 for _ in 1 2; do try ip netns exec $C curl -s -m 2 --interface 10.99.1.3 http://10.99.100.80/; done
 bin/sluice upstream show app
+step "Upgrade the daemon in place (SIGUSR2) while the client keeps asking: a new process takes over"
+old=$(daemon_pid)
+ip netns exec $C sh -c 'for i in $(seq 30); do curl -s -m 2 --interface 10.99.1.3 http://10.99.100.80/ || echo "FAILED"; sleep 0.1; done' >/tmp/sluice-demo-upgrade.txt &
+loop=$!
+sleep 0.5
+echo "\$ kill -USR2 $old"
+kill -USR2 "$old"
+new=$old
+for _ in $(seq 100); do new=$(daemon_pid 2>/dev/null || echo "$old"); [ "$new" != "$old" ] && break; sleep 0.1; done
+wait $loop
+echo "daemon pid $old -> $new; the client's 30 requests across the upgrade:"
+sort /tmp/sluice-demo-upgrade.txt | uniq -c
+rm -f /tmp/sluice-demo-upgrade.txt
+echo "$new" >/tmp/sluice-lab/sluice.pid
 step "Live L7 statistics (also at /ui and in Prometheus)"
 bin/sluice stats --l7

@@ -60,6 +60,9 @@ MSG
 }
 
 down() {
+	# The daemon serving now: another process than sluice.pid after an upgrade in place.
+	pid=$(bin/sluice --api unix://$SOCK status -o json 2>/dev/null | grep -o '"pid": *[0-9]*' | grep -o '[0-9]*$' || true)
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null || true
 	for p in sluice backend backend2; do
 		[ -f "$STATE/$p.pid" ] && kill "$(cat "$STATE/$p.pid")" 2>/dev/null || true
 	done
