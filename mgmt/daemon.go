@@ -30,6 +30,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	// Caught from the start: their default action ends the process. An
+	// upgrade asked for during the start runs once the API serves.
+	upgrade, usr1 := make(chan os.Signal, 1), make(chan os.Signal, 1)
+	signal.Notify(upgrade, syscall.SIGUSR2)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(upgrade)
+	defer signal.Stop(usr1)
 	base := newLogger(cfg.LogLevel)
 	log := base.With("component", "daemon")
 	mode, _ := l4.ParseXDPMode(cfg.XDPMode)
@@ -122,7 +129,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if handoff != nil {
 			inherit = handoff.listeners
 		}
-		l7rt, err = startL7(ctx, cfg.L7, l7log, inherit, func(p *l7.Proxy, icpt *intercept.Interceptor) error {
+		l7rt, err = startL7(ctx, cfg.L7, l7log, inherit, usr1, func(p *l7.Proxy, icpt *intercept.Interceptor) error {
 			l7st = newL7State(store, p, icpt, l7log)
 			svcs.onL7 = l7st.setEndpoints
 			return l7st.restore(st.L7, svcs.L7Endpoints())
@@ -153,9 +160,6 @@ func Run(ctx context.Context, cfg Config) error {
 		srv.SetL7(l7st, l7rt.proxy)
 	}
 	apiLog := base.With("component", "api")
-	upgrade := make(chan os.Signal, 1)
-	signal.Notify(upgrade, syscall.SIGUSR2)
-	defer signal.Stop(upgrade)
 	onServing := func() {
 		if handoff == nil {
 			return
@@ -225,8 +229,9 @@ type l7Runtime struct {
 
 // startL7 starts the proxy and the intercept in the daemon's network
 // namespace (on a predecessor's listeners when inherit holds them), hands
-// them to restore, and serves the intercepted listeners.
-func startL7(ctx context.Context, cfg L7Config, log *slog.Logger, inherit []*net.TCPListener, restore func(*l7.Proxy, *intercept.Interceptor) error) (*l7Runtime, error) {
+// them to restore, and serves the intercepted listeners; a signal on
+// reopen reopens the access log.
+func startL7(ctx context.Context, cfg L7Config, log *slog.Logger, inherit []*net.TCPListener, reopen <-chan os.Signal, restore func(*l7.Proxy, *intercept.Interceptor) error) (*l7Runtime, error) {
 	proxy, err := l7.New(l7.Options{Logger: log, Limits: cfg.limits()})
 	if err != nil {
 		return nil, err
@@ -258,15 +263,12 @@ func startL7(ctx context.Context, cfg L7Config, log *slog.Logger, inherit []*net
 		}()
 	}
 	// logrotate moves the access log and sends SIGUSR1.
-	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
 	go func() {
-		defer signal.Stop(usr1)
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-usr1:
+			case <-reopen:
 				if err := proxy.AccessLog().Reopen(); err != nil {
 					log.Error("reopen the access log", "err", err)
 				}
