@@ -322,3 +322,40 @@ func TestNewVIPFilterBesidePinnedVIPsIsFilled(t *testing.T) {
 		t.Fatalf("packet to the removed VIP: verdict %d, want pass", got)
 	}
 }
+
+// A successor that made maps of another size and then failed leaves its
+// maps pinned; the daemon that serves on pins its own again, and only
+// those the successor took over.
+func TestReclaimPinsBackWhatASuccessorReplaced(t *testing.T) {
+	dp, dir := pinnedDatapath(t)
+	defer dp.Close()
+	if got, err := dp.Reclaim(dir); err != nil || len(got) != 0 {
+		t.Fatalf("Reclaim with every pin its own: %v, %v; want nothing pinned again", got, err)
+	}
+	succ, err := OpenDatapath(DatapathOptions{PinDir: dir, ACLMaxEntries: 2048})
+	must(t, err)
+	must(t, succ.PinFresh(dir))
+	succ.Close()
+
+	got, err := dp.Reclaim(dir)
+	must(t, err)
+	slices.Sort(got)
+	want := []string{bpf.XDPMapAclV4, bpf.XDPMapAclV4Host, bpf.XDPMapAclV6, bpf.XDPMapAclV6Host}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("pinned again %v, want the successor's resized maps %v", got, want)
+	}
+	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "maps", bpf.XDPMapAclV4), nil)
+	must(t, err)
+	defer m.Close()
+	if m.MaxEntries() != 1024 {
+		t.Errorf("the pinned IPv4 trie holds %d entries, want this daemon's 1024", m.MaxEntries())
+	}
+	// What is pinned is what this daemon's program uses: a restart reuses it.
+	again, err := OpenDatapath(DatapathOptions{PinDir: dir, ACLMaxEntries: 1024})
+	must(t, err)
+	defer again.Close()
+	if len(again.Fresh) != 0 {
+		t.Errorf("a restart after Reclaim made fresh maps %v, want all reused", again.Fresh)
+	}
+}

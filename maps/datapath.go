@@ -123,19 +123,80 @@ func OpenDatapath(opts DatapathOptions) (*Datapath, error) {
 // after the program that uses them is attached.
 func (d *Datapath) PinFresh(pinDir string) error {
 	for _, name := range d.Fresh {
-		m := d.mapByName(name)
-		if m == nil {
-			continue
-		}
-		path := filepath.Join(pinDir, "maps", name)
-		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("remove stale pin %s: %w", path, err)
-		}
-		if err := m.Pin(path); err != nil {
-			return fmt.Errorf("pin map %s: %w", name, err)
+		if err := d.pin(pinDir, name); err != nil {
+			return err
 		}
 	}
 	d.Fresh = nil
+	return nil
+}
+
+// Reclaim pins again every map of this load whose pin another load took
+// over: a successor that replaced maps (a new layout or size) and then
+// failed leaves its maps pinned, and this daemon, which serves on with its
+// own, swaps its program back into the links first (see l4.Attach).
+// It returns the names of the maps it pinned again.
+func (d *Datapath) Reclaim(pinDir string) ([]string, error) {
+	var pinned []string
+	v := reflect.ValueOf(&d.objs.XDPMaps).Elem()
+	for i := range v.NumField() {
+		name := v.Type().Field(i).Tag.Get("ebpf")
+		m, _ := v.Field(i).Interface().(*ebpf.Map)
+		if m == nil || name == "" || name[0] == '.' {
+			continue
+		}
+		if same, err := pinnedIs(filepath.Join(pinDir, "maps", name), m); err != nil || same {
+			if err != nil {
+				return pinned, err
+			}
+			continue
+		}
+		if err := d.pin(pinDir, name); err != nil {
+			return pinned, err
+		}
+		pinned = append(pinned, name)
+	}
+	return pinned, nil
+}
+
+// pinnedIs reports whether the map pinned at path is m.
+func pinnedIs(path string, m *ebpf.Map) (bool, error) {
+	p, err := ebpf.LoadPinnedMap(path, nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("open pinned map %s: %w", path, err)
+	}
+	defer p.Close()
+	pi, err1 := p.Info()
+	mi, err2 := m.Info()
+	if err := errors.Join(err1, err2); err != nil {
+		return false, fmt.Errorf("map info of %s: %w", path, err)
+	}
+	pid, _ := pi.ID()
+	mid, _ := mi.ID()
+	return pid == mid, nil
+}
+
+// pin pins the map named name, replacing what is pinned there.
+func (d *Datapath) pin(pinDir, name string) error {
+	m := d.mapByName(name)
+	if m == nil {
+		return nil
+	}
+	path := filepath.Join(pinDir, "maps", name)
+	// Unpin first: Pin to the path the map remembers as its own is a no-op,
+	// even when another load's map was pinned there since.
+	if err := m.Unpin(); err != nil {
+		return fmt.Errorf("remove pin of %s: %w", name, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale pin %s: %w", path, err)
+	}
+	if err := m.Pin(path); err != nil {
+		return fmt.Errorf("pin map %s: %w", name, err)
+	}
 	return nil
 }
 

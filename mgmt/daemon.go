@@ -188,7 +188,33 @@ func Run(ctx context.Context, cfg Config) error {
 		if err := store.Reopen(); err != nil {
 			return fmt.Errorf("reopen the store after a failed upgrade: %w", err)
 		}
+		if err := reclaimDatapath(dp, cfg.BPFFS, atts, mode, base.With("component", "attach")); err != nil {
+			return fmt.Errorf("take the datapath back after a failed upgrade: %w", err)
+		}
 	}
+}
+
+// reclaimDatapath puts this daemon's program back in its links and its maps
+// back in their pins: a successor that failed may have swapped in its own,
+// and maps it made anew (a new layout, another size) would otherwise be
+// the ones the packets see while this daemon writes to its own.
+func reclaimDatapath(dp *maps.Datapath, pinDir string, atts []l4.Attachment, mode l4.XDPMode, log *slog.Logger) error {
+	for i, a := range atts {
+		back, err := l4.Attach(dp.Program(), pinDir, a.Iface, mode, log)
+		if err != nil {
+			return err
+		}
+		atts[i] = back
+	}
+	pinned, err := dp.Reclaim(pinDir)
+	if len(pinned) > 0 {
+		log.Warn("the failed successor had replaced maps; this daemon's are pinned again", "maps", pinned)
+	}
+	if err != nil {
+		return err
+	}
+	// Its caches may name flows only its own tables held.
+	return dp.LB().InvalidateFlowCache()
 }
 
 // upgradeInPlace starts the successor and, once it serves, hands it the L7

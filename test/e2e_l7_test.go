@@ -24,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/emmansun/gmsm/smx509"
 
 	"github.com/sluicelb/sluice/l7/tlcp"
@@ -402,6 +404,94 @@ func TestL7FailedUpgradeLeavesTheDaemonServing(t *testing.T) {
 	l.MustCLI("upstream", "set", "app", "--server", ups[1].Addr)
 	if got := curl(t, l, "http://"+lab.L7VIP+"/"); got != "hello from u2\n" {
 		t.Errorf("after an upstream change once the upgrade failed: %q", got)
+	}
+}
+
+// A successor that got further before it failed: it read a new config
+// (ACL tries of another size, so it made and pinned new maps), attached its
+// program and took the L7 listeners, then could not open its TCP API (the
+// port is taken). The daemon serves on with its own program and maps: an
+// ACL change through its API drops at the NIC, and the VIP still answers
+// (the successor left the routes it borrowed).
+func TestL7UpgradeThatFailsLateGivesTheDatapathBack(t *testing.T) {
+	dir := t.TempDir()
+	config := filepath.Join(dir, "sluice.yaml")
+	if err := os.WriteFile(config, []byte("log_level: info\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, d, ups := l7Lab(t, "--config", config)
+	pid := l.DaemonPID()
+	var taken net.Listener
+	if err := lab.InNS(l.LB, func() (err error) { taken, err = net.Listen("tcp", "127.0.0.1:0"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	next := fmt.Sprintf("acl_max_entries: 4096\napi:\n  listen: %s\n  token_file: %s\n", taken.Addr(), token)
+	if err := os.WriteFile(config, []byte(next), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	if !lab.Eventually(60*time.Second, func() bool { return strings.Contains(d.Log(), "upgrade failed") }) {
+		t.Fatal("the successor did not fail")
+	}
+	if !lab.Eventually(10*time.Second, func() bool { _, err := l.CLI("status"); return err == nil }) {
+		t.Fatal("the API did not come back")
+	}
+	// The API comes back once the datapath is taken back.
+	if !strings.Contains(d.Log(), "this daemon's are pinned again") {
+		t.Errorf("the daemon did not say it pinned its maps again:\n%s", d.Log())
+	}
+	if got := l.DaemonPID(); got != pid {
+		t.Fatalf("pid %d serves the API, want %d", got, pid)
+	}
+	// What runs is what the daemon reports, on its own maps.
+	var st struct {
+		Interfaces []struct {
+			Name      string `json:"name"`
+			ProgramID uint32 `json:"program_id"`
+		} `json:"interfaces"`
+	}
+	if err := json.Unmarshal([]byte(l.MustCLI("status", "-o", "json")), &st); err != nil || len(st.Interfaces) == 0 {
+		t.Fatalf("status: %v", err)
+	}
+	for _, ifc := range st.Interfaces {
+		lk, err := link.LoadPinnedLink(filepath.Join(l.BPFFS, "links", ifc.Name), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := lk.Info()
+		lk.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if uint32(info.Program) != ifc.ProgramID {
+			t.Errorf("%s runs program %d, the daemon reports %d", ifc.Name, info.Program, ifc.ProgramID)
+		}
+	}
+	trie, err := ebpf.LoadPinnedMap(filepath.Join(l.BPFFS, "maps", "acl_v4"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if trie.MaxEntries() == 4096 {
+		t.Error("the pinned IPv4 trie is the failed successor's (4096 entries)")
+	}
+	trie.Close()
+	direct := "http://" + ups[0].Addr + "/"
+	if got := curl(t, l, "--interface", lab.ClientAddr, direct); got != "hello from u1\n" {
+		t.Fatalf("the backend through the load balancer before the deny: %q", got)
+	}
+	l.MustCLI("acl", "add", "blocked", lab.ClientAddr)
+	if out, err := l.Run(l.Client, 10*time.Second, "curl", "-sS", "--max-time", "2", "--interface", lab.ClientAddr, direct); err == nil {
+		t.Errorf("a denied client reached the backend after the failed upgrade (the packets saw other maps): %q", out)
+	}
+	if got := curl(t, l, "--interface", lab.ClientAddr2, "http://"+lab.L7VIP+"/"); !strings.HasPrefix(got, "hello from") {
+		t.Errorf("the VIP after the failed upgrade: %q", got)
 	}
 }
 
