@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
+	"sync"
 
 	"github.com/cilium/ebpf"
 
@@ -158,8 +160,30 @@ func (b *bpfPrefixMap) key(p netip.Prefix) any {
 	return bpf.XDPAclV6Key{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As16()}
 }
 
-// Update implements PrefixMap with one batch call.
+// parallelHostWrites is the batch size from which a host hash's update is
+// split across the CPUs.
+const parallelHostWrites = 4096
+
+// Update implements PrefixMap with one batch call, or, for a large batch of
+// a host hash, one per CPU side by side: exact-match keys need no order,
+// and the hash locks bucket by bucket, so the kernel's inserts (most of a
+// full sync's time) run in parallel. A trie is locked whole: one call.
 func (b *bpfPrefixMap) Update(prefixes []netip.Prefix, masks []uint64) error {
+	n := min(runtime.GOMAXPROCS(0), 4)
+	if !b.host || n < 2 || len(prefixes) < parallelHostWrites {
+		return b.update(prefixes, masks)
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		lo, hi := len(prefixes)*i/n, len(prefixes)*(i+1)/n
+		wg.Go(func() { errs[i] = b.update(prefixes[lo:hi], masks[lo:hi]) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (b *bpfPrefixMap) update(prefixes []netip.Prefix, masks []uint64) error {
 	if len(prefixes) == 0 {
 		return nil
 	}

@@ -359,3 +359,31 @@ func TestReclaimPinsBackWhatASuccessorReplaced(t *testing.T) {
 		t.Errorf("a restart after Reclaim made fresh maps %v, want all reused", again.Fresh)
 	}
 }
+
+// A host hash's large update runs in parts side by side; every entry lands
+// with its own mask, and an error of any part is returned.
+func TestHostHashUpdateInParallelPartsWritesEveryEntry(t *testing.T) {
+	v4, _ := newTries(t, 1<<16)
+	host := v4.(*HostSplit).Host
+	ps := seqPrefixes(3*parallelHostWrites+7, 0)
+	masks := make([]uint64, len(ps))
+	for i := range masks {
+		masks[i] = uint64(i)<<8 | 1
+	}
+	must(t, host.Update(ps, masks))
+	got := map[netip.Prefix]uint64{}
+	must(t, host.Iterate(func(p netip.Prefix, m uint64) bool { got[p] = m; return true }))
+	if len(got) != len(ps) {
+		t.Fatalf("%d entries in the hash, want %d", len(got), len(ps))
+	}
+	for i, p := range ps {
+		if got[p] != masks[i] {
+			t.Fatalf("%s has mask %#x, want %#x", p, got[p], masks[i])
+		}
+	}
+	// Past the capacity: the part that does not fit fails, and so does the update.
+	full, _ := newTries(t, 1024)
+	if err := full.(*HostSplit).Host.Update(ps, masks); err == nil {
+		t.Error("an update past the hash's capacity returned no error")
+	}
+}
