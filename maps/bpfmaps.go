@@ -165,19 +165,24 @@ func (b *bpfPrefixMap) key(p netip.Prefix) any {
 const parallelHostWrites = 4096
 
 // Update implements PrefixMap with one batch call, or, for a large batch of
-// a host hash, one per CPU side by side: exact-match keys need no order,
-// and the hash locks bucket by bucket, so the kernel's inserts (most of a
-// full sync's time) run in parallel. A trie is locked whole: one call.
+// a host hash, one per CPU side by side (inParts): exact-match keys need no
+// order, and the hash locks bucket by bucket, so the kernel's inserts (most
+// of a full sync's time) run in parallel. A trie is locked whole: one call.
 func (b *bpfPrefixMap) Update(prefixes []netip.Prefix, masks []uint64) error {
-	n := min(runtime.GOMAXPROCS(0), 4)
-	if !b.host || n < 2 || len(prefixes) < parallelHostWrites {
-		return b.update(prefixes, masks)
+	return b.inParts(len(prefixes), func(lo, hi int) error { return b.update(prefixes[lo:hi], masks[lo:hi]) })
+}
+
+// inParts runs write over [0, n) whole, or, for a large batch of a host
+// hash, in one part per CPU (up to four) side by side.
+func (b *bpfPrefixMap) inParts(n int, write func(lo, hi int) error) error {
+	parts := min(runtime.GOMAXPROCS(0), 4)
+	if !b.host || parts < 2 || n < parallelHostWrites {
+		return write(0, n)
 	}
-	errs := make([]error, n)
+	errs := make([]error, parts)
 	var wg sync.WaitGroup
-	for i := range n {
-		lo, hi := len(prefixes)*i/n, len(prefixes)*(i+1)/n
-		wg.Go(func() { errs[i] = b.update(prefixes[lo:hi], masks[lo:hi]) })
+	for i := range parts {
+		wg.Go(func() { errs[i] = write(n*i/parts, n*(i+1)/parts) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -202,9 +207,14 @@ func (b *bpfPrefixMap) update(prefixes []netip.Prefix, masks []uint64) error {
 	return nil
 }
 
-// Delete implements PrefixMap. A batch delete stops at the first absent key,
-// so the rest is deleted one by one from there: absence is not an error.
+// Delete implements PrefixMap, in parts as Update. A batch delete stops at
+// the first absent key, so the rest is deleted one by one from there:
+// absence is not an error.
 func (b *bpfPrefixMap) Delete(prefixes []netip.Prefix) error {
+	return b.inParts(len(prefixes), func(lo, hi int) error { return b.delete(prefixes[lo:hi]) })
+}
+
+func (b *bpfPrefixMap) delete(prefixes []netip.Prefix) error {
 	for len(prefixes) > 0 {
 		n, err := b.m.BatchDelete(b.keys(prefixes), nil)
 		if err == nil {

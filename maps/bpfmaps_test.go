@@ -360,9 +360,9 @@ func TestReclaimPinsBackWhatASuccessorReplaced(t *testing.T) {
 	}
 }
 
-// A host hash's large update runs in parts side by side; every entry lands
+// A host hash's large update and delete run in parts side by side; every entry lands
 // with its own mask, and an error of any part is returned.
-func TestHostHashUpdateInParallelPartsWritesEveryEntry(t *testing.T) {
+func TestHostHashWritesInParallelPartsMissNoEntry(t *testing.T) {
 	v4, _ := newTries(t, 1<<16)
 	host := v4.(*HostSplit).Host
 	ps := seqPrefixes(3*parallelHostWrites+7, 0)
@@ -380,6 +380,13 @@ func TestHostHashUpdateInParallelPartsWritesEveryEntry(t *testing.T) {
 		if got[p] != masks[i] {
 			t.Fatalf("%s has mask %#x, want %#x", p, got[p], masks[i])
 		}
+	}
+	// Deleted in parts too, absent keys among them.
+	must(t, host.Delete(append(seqPrefixes(2*parallelHostWrites, 0), seqPrefixes(10, 1<<20)...)))
+	n := 0
+	must(t, host.Iterate(func(netip.Prefix, uint64) bool { n++; return true }))
+	if want := len(ps) - 2*parallelHostWrites; n != want {
+		t.Errorf("%d entries after the delete, want %d", n, want)
 	}
 	// Past the capacity: the part that does not fit fails, and so does the update.
 	full, _ := newTries(t, 1024)
