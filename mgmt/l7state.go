@@ -208,6 +208,26 @@ func (k namedList[T]) index(d *L7State, name string) int {
 	return slices.IndexFunc(*k.list(d), func(o T) bool { return k.name(o) == name })
 }
 
+// all returns every object, sorted by name, and its version.
+func (k namedList[T]) all(d *L7State) (objs []T, versions []uint64) {
+	objs = slices.Clone(*k.list(d))
+	slices.SortFunc(objs, func(a, b T) int { return strings.Compare(k.name(a), k.name(b)) })
+	for _, o := range objs {
+		versions = append(versions, d.Versions[k.kind+"/"+k.name(o)])
+	}
+	return objs, versions
+}
+
+// get returns the object named name and its version.
+func (k namedList[T]) get(d *L7State, name string) (T, uint64, error) {
+	i := k.index(d, name)
+	if i < 0 {
+		var zero T
+		return zero, 0, errNotFound("no %s %q", k.kind, name)
+	}
+	return (*k.list(d))[i], d.Versions[k.kind+"/"+name], nil
+}
+
 // put adds o, or replaces the object of its name, once the version matches
 // ifMatch and check (if any) passes, and returns its new version.
 func (k namedList[T]) put(d *L7State, o T, ifMatch string, check func() error) (uint64, error) {
@@ -261,11 +281,11 @@ type VServerView struct {
 func (s *l7State) vservers() []VServerView {
 	var out []VServerView
 	s.read(func(d *L7State) {
-		for _, v := range d.VServers {
-			out = append(out, VServerView{VServer: v, Version: d.Versions["vserver/"+v.Name]})
+		vs, versions := vserverList.all(d)
+		for i, v := range vs {
+			out = append(out, VServerView{VServer: v, Version: versions[i]})
 		}
 	})
-	slices.SortFunc(out, func(a, b VServerView) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -273,12 +293,7 @@ func (s *l7State) vserver(name string) (VServerView, error) {
 	var out VServerView
 	var err error
 	s.read(func(d *L7State) {
-		i := vserverList.index(d, name)
-		if i < 0 {
-			err = errNotFound("no vserver %q", name)
-			return
-		}
-		out = VServerView{VServer: d.VServers[i], Version: d.Versions["vserver/"+name]}
+		out.VServer, out.Version, err = vserverList.get(d, name)
 	})
 	return out, err
 }
@@ -358,28 +373,12 @@ func assignIDs(u *upstream.Config) {
 // upstreams returns every upstream, sorted by name, with its version, read
 // together.
 func (s *l7State) upstreams() (cfgs []upstream.Config, versions []uint64) {
-	s.read(func(d *L7State) {
-		cfgs = slices.Clone(d.Upstreams)
-		slices.SortFunc(cfgs, func(a, b upstream.Config) int { return strings.Compare(a.Name, b.Name) })
-		for _, u := range cfgs {
-			versions = append(versions, d.Versions["upstream/"+u.Name])
-		}
-	})
+	s.read(func(d *L7State) { cfgs, versions = upstreamList.all(d) })
 	return cfgs, versions
 }
 
-func (s *l7State) upstream(name string) (upstream.Config, uint64, error) {
-	var out upstream.Config
-	var version uint64
-	var err error
-	s.read(func(d *L7State) {
-		i := upstreamList.index(d, name)
-		if i < 0 {
-			err = errNotFound("no upstream %q", name)
-			return
-		}
-		out, version = d.Upstreams[i], d.Versions["upstream/"+name]
-	})
+func (s *l7State) upstream(name string) (out upstream.Config, version uint64, err error) {
+	s.read(func(d *L7State) { out, version, err = upstreamList.get(d, name) })
 	return out, version, err
 }
 
@@ -483,11 +482,11 @@ func certView(c l7.Cert, version uint64) CertView {
 func (s *l7State) certs() []CertView {
 	var out []CertView
 	s.read(func(d *L7State) {
-		for _, c := range d.Certs {
-			out = append(out, certView(c, d.Versions["cert/"+c.Name]))
+		cs, versions := certList.all(d)
+		for i, c := range cs {
+			out = append(out, certView(c, versions[i]))
 		}
 	})
-	slices.SortFunc(out, func(a, b CertView) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -495,12 +494,11 @@ func (s *l7State) cert(name string) (CertView, error) {
 	var out CertView
 	var err error
 	s.read(func(d *L7State) {
-		i := certList.index(d, name)
-		if i < 0 {
-			err = errNotFound("no cert %q", name)
-			return
+		var c l7.Cert
+		var version uint64
+		if c, version, err = certList.get(d, name); err == nil {
+			out = certView(c, version)
 		}
-		out = certView(d.Certs[i], d.Versions["cert/"+name])
 	})
 	return out, err
 }
