@@ -221,6 +221,7 @@ func (r *Reconciler) set(s Service, hops []NextHop) error {
 	}
 
 	old := r.byName[s.Name]
+	keepKnownHops(&s, hops, old)
 	k := keyOf(&s)
 	a, fresh, err := r.claimIDs(&s, old, k)
 	if err != nil {
@@ -331,6 +332,7 @@ func (r *Reconciler) Refresh() error {
 	var changed []change
 	for _, a := range snap {
 		hops, _ := r.resolveAll(&a.svc)
+		keepKnownHops(&a.svc, hops, a)
 		for i := range hops {
 			if hops[i].MAC.String() != a.hops[i].MAC.String() || hops[i].Ifindex != a.hops[i].Ifindex {
 				changed = append(changed, change{a, hops})
@@ -347,6 +349,25 @@ func (r *Reconciler) Refresh() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// keepKnownHops gives a backend of s that resolves to no next hop now
+// (hops[i] empty: its neighbour entry is being probed again, or was
+// flushed) the one it had in old, the service as applied: taking it out
+// would move its flows to other backends for good over what is most often
+// a lapse. A backend the operator took down, or a changed mode, keeps none.
+func keepKnownHops(s *Service, hops []NextHop, old *applied) {
+	if old == nil || old.svc.Mode != s.Mode {
+		return
+	}
+	for i, b := range s.Backends {
+		if hops[i].MAC != nil || b.State == Down {
+			continue
+		}
+		if j := slices.IndexFunc(old.svc.Backends, func(o Backend) bool { return o.Addr == b.Addr }); j >= 0 && j < len(old.hops) {
+			hops[i] = old.hops[j]
+		}
+	}
 }
 
 // claimIDs finds the ids of the service and of each backend: kept from the

@@ -1,8 +1,10 @@
 package l4
 
 import (
+	"errors"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 
 	"github.com/sluicelb/sluice/maps"
@@ -47,5 +49,80 @@ func TestVIPStaysWhileAServiceUsesIt(t *testing.T) {
 		if got := lb.VIPs[vip]; got != step.want {
 			t.Fatalf("after %s the VIP is in the map: %v, want %v", step.what, got, step.want)
 		}
+	}
+}
+
+// A neighbour entry that lapses (probed again, flushed) must not take a
+// backend out: its flows would move to the others for good. The backend
+// keeps its last next hop until a new one resolves; one the operator takes
+// down goes.
+func TestRefreshKeepsTheLastNextHopThroughALapse(t *testing.T) {
+	lb := maps.NewFakeLB()
+	var lapsed atomic.Bool
+	moved := net.HardwareAddr{2, 0, 0, 0, 9, 9}
+	var newMAC atomic.Bool
+	b2 := netip.MustParseAddr("10.1.0.2")
+	r, err := NewReconciler(lb, func(a netip.Addr) (NextHop, error) {
+		if a == b2 && lapsed.Load() {
+			return NextHop{}, errors.New("neighbour FAILED")
+		}
+		if a == b2 && newMAC.Load() {
+			return NextHop{MAC: moved}, nil
+		}
+		return fakeResolver(a)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := Service{Name: "web", VIP: netip.MustParseAddr("203.0.113.10"), Port: 443, Proto: TCP, Mode: ModeDSRIPIP,
+		Backends: []Backend{{Addr: netip.MustParseAddr("10.1.0.1"), Weight: 1}, {Addr: b2, Weight: 1}}}
+	if err := r.Set(svc); err != nil {
+		t.Fatal(err)
+	}
+	entry := func() maps.BackendEntry {
+		t.Helper()
+		bs, _ := lb.Backends()
+		for _, e := range bs {
+			if e.Addr == b2 {
+				return e
+			}
+		}
+		t.Fatal("backend 10.1.0.2 is not in the map")
+		return maps.BackendEntry{}
+	}
+	want := entry().MAC.String()
+
+	lapsed.Store(true)
+	if err := r.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if e := entry(); e.Down || e.MAC.String() != want {
+		t.Errorf("after a lapse the backend is %+v, want up with MAC %s", e, want)
+	}
+	// An API write meanwhile keeps it too.
+	svc.Backends[0].Weight = 2
+	if err := r.Set(svc); err != nil {
+		t.Fatal(err)
+	}
+	if e := entry(); e.Down || e.MAC.String() != want {
+		t.Errorf("after a Set during the lapse the backend is %+v, want up with MAC %s", e, want)
+	}
+	// A MAC that moved is taken.
+	lapsed.Store(false)
+	newMAC.Store(true)
+	if err := r.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if e := entry(); e.Down || e.MAC.String() != moved.String() {
+		t.Errorf("after the MAC moved the backend is %+v, want MAC %s", e, moved)
+	}
+	// Down by the operator: out, whatever its neighbour says.
+	lapsed.Store(true)
+	svc.Backends[1].State = Down
+	if err := r.Set(svc); err != nil {
+		t.Fatal(err)
+	}
+	if e := entry(); !e.Down {
+		t.Errorf("a backend set down is %+v, want down", e)
 	}
 }

@@ -109,7 +109,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	svcLog := base.With("component", "l4")
 	rec.OnUnresolved = func(svc string, backend netip.Addr, err error) {
-		svcLog.Warn("backend has no next hop yet; it takes no new flows until it has", "service", svc, "backend", backend, "err", err)
+		svcLog.Warn("backend has no next hop; it keeps the one it had, or takes no new flows until it has one", "service", svc, "backend", backend, "err", err)
 	}
 	svcs := newSvcState(store, rec, lb, svcLog)
 	if err := svcs.restore(st); err != nil {
