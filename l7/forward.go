@@ -267,7 +267,7 @@ func (p *Proxy) attempt(req *http.Request, x *exchange, tr *upstreamTransport, s
 		cancel()
 		srv.Release()
 		ss.ConnClose()
-		ss.Observe(stats.Sample{Status: status, BytesOut: n, UpstreamDuration: took})
+		ss.Observe(stats.Sample{Status: status, BytesIn: x.body.count(), BytesOut: n, UpstreamDuration: took})
 	}
 	if rw, ok := resp.Body.(io.ReadWriteCloser); ok && status == http.StatusSwitchingProtocols {
 		x.status = status // the upgrade hijacks the connection; the writer never sees it

@@ -554,7 +554,7 @@ func (h *h1conn) attempt(rt *route, srv *upstream.Server, res *h1result) (bool, 
 	if err != nil {
 		res.keep = false // the answer was cut short: only closing tells the client
 	}
-	ss.Observe(stats.Sample{Status: r.status, BytesOut: n, UpstreamDuration: took})
+	ss.Observe(stats.Sample{Status: r.status, BytesIn: h.req.length, BytesOut: n, UpstreamDuration: took})
 	return true, nil
 }
 

@@ -518,6 +518,10 @@ func TestRequestBodiesAreForwardedAndTheConnectionStaysUsable(t *testing.T) {
 	if in := settled(func() uint64 { return tp.Stats().Snapshot().VServers["v"].BytesIn }, uint64(5+big+7)); in != uint64(5+big+7) {
 		t.Errorf("counted %d bytes in, want %d", in, 5+big+7)
 	}
+	// The server got the bodies sent to its location, not the one to none.
+	if in := tp.Stats().Snapshot().Upstreams["u"].Servers[hostPort(b)].BytesIn; in != uint64(5+big) {
+		t.Errorf("the upstream server counted %d bytes in, want %d", in, 5+big)
+	}
 
 	// A large body nobody takes: the answer closes the connection, since
 	// the rest of the body is still on its way.

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicelb/sluice/l7/stats"
 	"github.com/sluicelb/sluice/l7/upstream"
 	"github.com/sluicelb/sluice/test/lab"
 )
@@ -288,6 +289,14 @@ func TestH2CAndGRPCTrailersPassThrough(t *testing.T) {
 	}
 	if got := resp.Trailer.Get("Grpc-Status"); got != "0" {
 		t.Errorf("grpc-status trailer %q", got)
+	}
+	// The upstream server's counters have the message both ways.
+	srv := func() stats.Totals { return tp.Stats().Snapshot().Upstreams["u"].Servers[hostPort(b)] }
+	if in := settled(func() uint64 { return srv().BytesIn }, uint64(len(msg))); in != uint64(len(msg)) {
+		t.Errorf("the server counted %d bytes in, want %d", in, len(msg))
+	}
+	if out := srv().BytesOut; out != uint64(len(msg)) {
+		t.Errorf("the server counted %d bytes out, want %d", out, len(msg))
 	}
 }
 
