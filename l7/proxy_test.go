@@ -513,3 +513,104 @@ func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
 }
+
+// hangUp is an upstream that reads each request's head and closes without
+// an answer; it counts the requests it saw by method.
+func hangUp(t *testing.T) (addr string, seen func(method string) int) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	count := map[string]int{}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+					mu.Lock()
+					count[req.Method]++
+					mu.Unlock()
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), func(m string) int { mu.Lock(); defer mu.Unlock(); return count[m] }
+}
+
+// An upstream that fails after taking the request: an idempotent request
+// goes on to the next server, a POST does not (it may have been acted on)
+// and gets a 502, as nginx's proxy_next_upstream does by default; unless
+// its location's retry policy allows any method.
+func TestUpstreamErrorsRetryIdempotentRequestsOnly(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	bad, seen := hangUp(t)
+	var goodPosts atomic.Int64
+	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "POST" {
+			goodPosts.Add(1)
+		}
+		io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, "good")
+	}))
+	t.Cleanup(good.Close)
+	u := pool("u", bad, hostPort(good))
+	u.Servers[0].MaxFails = upstream.MaxFailsDisabled // tried every time
+	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{{Name: "l", Path: "/", Upstream: "u"},
+		{Name: "any", Path: "/any", Upstream: "u", RetryNonIdempotent: true}}}}, u))
+	c := &http.Client{Timeout: 5 * time.Second}
+	for i := range 6 {
+		resp, body := get(t, c, tp.url("/"), "")
+		if resp.StatusCode != 200 || body != "good" {
+			t.Fatalf("GET %d: %d %q, want the next server's answer", i, resp.StatusCode, body)
+		}
+	}
+	if seen("GET") == 0 {
+		t.Fatal("the failing server saw no GET: the test proves nothing")
+	}
+	var ok, failed int
+	for i := range 6 {
+		resp, err := c.Post(tp.url("/"), "text/plain", strings.NewReader("order 42"))
+		if err != nil {
+			t.Fatalf("POST %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case 200:
+			ok++
+		case 502:
+			failed++
+		default:
+			t.Fatalf("POST %d: %d", i, resp.StatusCode)
+		}
+	}
+	if failed == 0 || failed != seen("POST") {
+		t.Errorf("%d POSTs got a 502 and the failing server saw %d: want each one it took answered 502", failed, seen("POST"))
+	}
+	if int(goodPosts.Load()) != ok {
+		t.Errorf("the good server saw %d POSTs, %d were answered 200: a POST was sent again", goodPosts.Load(), ok)
+	}
+	before := seen("POST")
+	for i := range 6 {
+		resp, err := c.Post(tp.url("/any"), "text/plain", strings.NewReader("order 43"))
+		if err != nil {
+			t.Fatalf("POST %d where any method is retried: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("POST %d where any method is retried: %d", i, resp.StatusCode)
+		}
+	}
+	if seen("POST") == before {
+		t.Error("the failing server saw none of the POSTs to /any: the retry was not proven")
+	}
+}
