@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +68,28 @@ func stillServed(t *testing.T, held map[string][]*lab.HTTPConn, when string) {
 	}
 }
 
+// scrape reads the daemon's /metrics through its socket.
+func scrape(t *testing.T, l *lab.Lab) string {
+	t.Helper()
+	out, err := l.Run(l.LB, 10*time.Second, "curl", "-sf", "--unix-socket", l.Socket, "http://sluice/metrics")
+	if err != nil {
+		t.Fatalf("scrape /metrics: %v\n%s", err, out)
+	}
+	return out
+}
+
+// metricValue is the value of the sample named exactly series, or -1.
+func metricValue(metrics, series string) float64 {
+	for _, line := range strings.Split(metrics, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+				return f
+			}
+		}
+	}
+	return -1
+}
+
 func svcSet(t *testing.T, l *lab.L4Lab, name, port, mode string, backends ...string) {
 	t.Helper()
 	args := []string{"svc", "set", name, "--vip", lab.L4VIP, "--port", port, "--mode", mode, "--table-size", "4099"}
@@ -92,6 +115,24 @@ func TestL4DSRIPIP(t *testing.T) {
 		if share := float64(got[name]) / 300; share < want-0.10 || share > want+0.10 {
 			t.Errorf("%s took %.0f%% of the connections, want %.0f%% ± 10: %v", name, share*100, want*100, got)
 		}
+	}
+
+	// Prometheus has the service's, each backend's and the table's numbers:
+	// the 300 connections' flows, and the packets of each.
+	metrics := scrape(t, l.Lab)
+	if n := metricValue(metrics, `sluice_service_new_flows_total{service="web"}`); n < 300 {
+		t.Errorf("sluice_service_new_flows_total{service=\"web\"} = %v, want ≥ 300 (300 connections)", n)
+	}
+	for name, addr := range map[string]string{"b0": b0, "b1": b1, "b2": b2} {
+		if n := metricValue(metrics, fmt.Sprintf(`sluice_backend_new_flows_total{backend=%q,service="web"}`, addr)); n != float64(got[name]) {
+			t.Errorf("%s: sluice_backend_new_flows_total = %v, but it answered %d connections", name, n, got[name])
+		}
+		if n := metricValue(metrics, fmt.Sprintf(`sluice_backend_packets_total{backend=%q,service="web"}`, addr)); n < 3*float64(got[name]) {
+			t.Errorf("%s: sluice_backend_packets_total = %v for %d connections (a SYN, a request, an ACK at least each)", name, n, got[name])
+		}
+	}
+	if n := metricValue(metrics, "sluice_conntrack_entries"); n < 1 {
+		t.Errorf("sluice_conntrack_entries = %v after 300 connections", n)
 	}
 
 	// The VIP answers ping at the NIC.
