@@ -51,6 +51,20 @@ func NetlinkResolver(backend netip.Addr) (NextHop, error) {
 	return NextHop{}, fmt.Errorf("%w: %s via link %d", ErrNoNeighbour, hop, rt.LinkIndex)
 }
 
+// StaticMACResolver resolves every backend to one configured MAC, the
+// router's that all tunnelled frames go to (Katran's default gateway MAC),
+// on the interface of the kernel's route to the backend: no neighbour
+// table, nothing to lapse.
+func StaticMACResolver(mac net.HardwareAddr) Resolver {
+	return func(backend netip.Addr) (NextHop, error) {
+		routes, err := netlink.RouteGet(backend.AsSlice())
+		if err != nil || len(routes) == 0 {
+			return NextHop{}, fmt.Errorf("no route to %s: %v", backend, err)
+		}
+		return NextHop{MAC: mac, Ifindex: routes[0].LinkIndex}, nil
+	}
+}
+
 // solicit makes the kernel resolve addr: a datagram to the discard port
 // needs its MAC, so the kernel sends an ARP request or a neighbour solicitation.
 func solicit(addr netip.Addr) {

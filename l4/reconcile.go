@@ -76,6 +76,11 @@ type Reconciler struct {
 	// OnUnresolved hears of a backend left without a next hop; it takes no
 	// new flows until Refresh finds one.
 	OnUnresolved func(service string, backend netip.Addr, err error)
+	// ResolveTunnel, when set, resolves the backends of dsr-ipip services
+	// instead of the neighbour resolver: a configured router MAC
+	// (StaticMACResolver). dsr-l2 needs each backend's own MAC and keeps
+	// the neighbour table.
+	ResolveTunnel Resolver
 }
 
 // idPool hands out ids, reusing freed ones last (first in, first out), so a
@@ -297,11 +302,15 @@ func (r *Reconciler) resolveWait(s *Service) []NextHop {
 func (r *Reconciler) resolveAll(s *Service) ([]NextHop, map[netip.Addr]error) {
 	hops := make([]NextHop, len(s.Backends))
 	var missing map[netip.Addr]error
+	resolve := r.resolve
+	if s.Mode == ModeDSRIPIP && r.ResolveTunnel != nil {
+		resolve = r.ResolveTunnel
+	}
 	for i, b := range s.Backends {
 		if b.State == Down {
 			continue
 		}
-		h, err := r.resolve(b.Addr)
+		h, err := resolve(b.Addr)
 		if err != nil {
 			if missing == nil {
 				missing = map[netip.Addr]error{}

@@ -126,3 +126,53 @@ func TestRefreshKeepsTheLastNextHopThroughALapse(t *testing.T) {
 		t.Errorf("a backend set down is %+v, want down", e)
 	}
 }
+
+// A configured router MAC resolves dsr-ipip backends; dsr-l2 ones still
+// need their own MAC from the neighbour resolver.
+func TestTunnelResolverServesDSRIPIPOnly(t *testing.T) {
+	lb := maps.NewFakeLB()
+	r, err := NewReconciler(lb, fakeResolver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	router := net.HardwareAddr{2, 0, 0x5e, 0x10, 0, 1}
+	r.ResolveTunnel = func(netip.Addr) (NextHop, error) { return NextHop{MAC: router, Ifindex: 7}, nil }
+	vip := netip.MustParseAddr("203.0.113.10")
+	for _, s := range []Service{
+		{Name: "tunnel", VIP: vip, Port: 443, Proto: TCP, Mode: ModeDSRIPIP, Backends: []Backend{{Addr: netip.MustParseAddr("10.1.0.1"), Weight: 1}}},
+		{Name: "l2", VIP: vip, Port: 80, Proto: TCP, Mode: ModeDSRL2, Backends: []Backend{{Addr: netip.MustParseAddr("10.1.0.2"), Weight: 1}}},
+	} {
+		if err := r.Set(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bs, _ := lb.Backends()
+	for _, e := range bs {
+		want, _ := fakeResolver(e.Addr)
+		if e.Addr == netip.MustParseAddr("10.1.0.1") {
+			want = NextHop{MAC: router, Ifindex: 7}
+		}
+		if e.MAC.String() != want.MAC.String() || e.Ifindex != uint32(want.Ifindex) {
+			t.Errorf("backend %s: MAC %s ifindex %d, want %s %d", e.Addr, e.MAC, e.Ifindex, want.MAC, want.Ifindex)
+		}
+	}
+	if len(bs) != 2 {
+		t.Fatalf("%d backends in the map, want 2", len(bs))
+	}
+}
+
+// The static resolver sends to the configured MAC on the route's interface.
+func TestStaticMACResolverTakesTheRoutesInterface(t *testing.T) {
+	mac := net.HardwareAddr{2, 0, 0x5e, 0x10, 0, 1}
+	h, err := StaticMACResolver(mac)(netip.MustParseAddr("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.MAC.String() != mac.String() || h.Ifindex != lo.Index {
+		t.Errorf("127.0.0.1 resolves to %s on %d, want %s on lo (%d)", h.MAC, h.Ifindex, mac, lo.Index)
+	}
+}

@@ -57,6 +57,10 @@ type L4Config struct {
 	EncapSource4 string `yaml:"encap_source4"`
 	// EncapSource6 is the same for IP6IP6.
 	EncapSource6 string `yaml:"encap_source6"`
+	// NextHopMAC, when set, is the MAC every dsr-ipip frame is sent to (the
+	// router's), instead of the neighbour table's answer for the route to
+	// each backend. dsr-l2 always asks the neighbour table.
+	NextHopMAC string `yaml:"next_hop_mac"`
 	// UDPTimeoutSeconds is how long an idle UDP flow keeps its backend.
 	UDPTimeoutSeconds int `yaml:"udp_timeout_seconds"`
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"time"
@@ -77,12 +78,27 @@ func (c Config) Validate() error {
 	if _, err := c.L4.settings(); err != nil {
 		return err
 	}
+	if _, err := c.L4.nextHopMAC(); err != nil {
+		return err
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
 	return nil
+}
+
+// nextHopMAC parses l4.next_hop_mac: nil when unset.
+func (c L4Config) nextHopMAC() (net.HardwareAddr, error) {
+	if c.NextHopMAC == "" {
+		return nil, nil
+	}
+	mac, err := net.ParseMAC(c.NextHopMAC)
+	if err != nil || len(mac) != 6 {
+		return nil, fmt.Errorf("l4.next_hop_mac %q: want a 6-byte MAC such as 02:00:5e:10:00:01", c.NextHopMAC)
+	}
+	return mac, nil
 }
 
 // settings parses the L4 settings.

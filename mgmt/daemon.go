@@ -107,6 +107,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	if mac, _ := cfg.L4.nextHopMAC(); mac != nil {
+		rec.ResolveTunnel = l4.StaticMACResolver(mac)
+	}
 	svcLog := base.With("component", "l4")
 	rec.OnUnresolved = func(svc string, backend netip.Addr, err error) {
 		svcLog.Warn("backend has no next hop; it keeps the one it had, or takes no new flows until it has one", "service", svc, "backend", backend, "err", err)

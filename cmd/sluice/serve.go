@@ -48,6 +48,7 @@ func serveCommand() *cli.Command {
 			&cli.UintFlag{Name: "flow-cache-slots", Usage: "slots of each CPU's TCP flow cache, a power of two (56 bytes each, on every CPU)"},
 			&cli.StringFlag{Name: "encap-src4", Usage: "outer source prefix of IPIP (default: the VIP)"},
 			&cli.StringFlag{Name: "encap-src6", Usage: "outer source prefix of IP6IP6 (default: the VIP)"},
+			&cli.StringFlag{Name: "next-hop-mac", Usage: "MAC every dsr-ipip frame goes to, the router's (default: the neighbour table's, per backend)"},
 			&cli.IntFlag{Name: "udp-timeout", Usage: "seconds an idle UDP flow keeps its backend"},
 			&cli.BoolFlag{Name: "no-l7", Usage: "run without the L7 proxy and its intercept"},
 			&cli.IntFlag{Name: "l7-header-timeout", Usage: "seconds a client may take to send its request headers (slowloris)"},
@@ -100,6 +101,7 @@ func serveConfig(c *cli.Context) (mgmt.Config, error) {
 	str("log-level", &cfg.LogLevel)
 	str("encap-src4", &cfg.L4.EncapSource4)
 	str("encap-src6", &cfg.L4.EncapSource6)
+	str("next-hop-mac", &cfg.L4.NextHopMAC)
 	if c.IsSet("flow-table-size") {
 		cfg.L4.FlowTableSize = uint32(c.Uint("flow-table-size"))
 	}

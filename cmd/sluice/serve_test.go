@@ -76,9 +76,10 @@ func TestServeReadsTheDefaultConfigFileWhenPresent(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	writeFile(t, path, "xdp_mode: generic\n")
 	got := captureServe(t, path, nil)
-	wantOK(t, sluice("", "serve", "--max-body", "4096", "--socket", "/tmp/s.sock", "--bpffs", "/sys/fs/bpf/x", "--log-level", "debug"))
+	wantOK(t, sluice("", "serve", "--max-body", "4096", "--socket", "/tmp/s.sock", "--bpffs", "/sys/fs/bpf/x", "--log-level", "debug",
+		"--next-hop-mac", "02:00:5e:10:00:01"))
 	if got.XDPMode != "generic" || got.API.MaxBodyBytes != 4096 || got.API.Socket != "/tmp/s.sock" ||
-		got.BPFFS != "/sys/fs/bpf/x" || got.LogLevel != "debug" {
+		got.BPFFS != "/sys/fs/bpf/x" || got.LogLevel != "debug" || got.L4.NextHopMAC != "02:00:5e:10:00:01" {
 		t.Errorf("serve ran with %+v", *got)
 	}
 }
@@ -96,6 +97,8 @@ func TestServeRejectsBadConfiguration(t *testing.T) {
 		{[]string{"serve", "--config", filepath.Join(dir, "missing.yaml")}, "no such file"},
 		{[]string{"serve", "--xdp-mode", "turbo"}, "turbo"},
 		{[]string{"serve", "--api-listen", "127.0.0.1:9000"}, "token"},
+		{[]string{"serve", "--next-hop-mac", "02:00:5e:10:00"}, "l4.next_hop_mac"},
+		{[]string{"serve", "--next-hop-mac", "00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01"}, "6-byte"},
 	} {
 		r := sluice("", tc.args...)
 		if r.code != 1 || !strings.HasPrefix(r.stderr, "sluice: ") || !strings.Contains(r.stderr, tc.want) {
