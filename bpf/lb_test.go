@@ -322,6 +322,20 @@ func TestConnectionTableKeepsFlowsAcrossChanges(t *testing.T) {
 		t.Errorf("new flow %v went to %s, want %s", f, got, c)
 	}
 
+	// Weight 0 is a drain too: a's flows stay, new flows never reach it.
+	zero := withC
+	zero.Backends = append([]l4.Backend(nil), withC.Backends...)
+	zero.Backends[0].Weight = 0
+	must(t, p.rec.Set(zero))
+	if got := p.sentTo(t, moved[0]); got.String() != a {
+		t.Errorf("flow on a backend of weight 0 moved to %s", got)
+	}
+	for port := uint16(20000); port < 20200; port++ {
+		if got := p.sentTo(t, port); got.String() == a {
+			t.Fatalf("new flow %d went to the backend of weight 0", port)
+		}
+	}
+
 	// Drain a: its flows stay, new flows never reach it.
 	drained := withC
 	drained.Backends = append([]l4.Backend(nil), withC.Backends...)
@@ -795,5 +809,43 @@ func TestEntryOfAnOlderProgramKeepsItsBackend(t *testing.T) {
 	must(t, p.objs.LbFlows4.Lookup(k, &st))
 	if st.Svc != id+1 || st.Backend != ids[netip.MustParseAddr(b)] {
 		t.Errorf("entry after the hit = %+v, want service %d and backend %d", st, id+1, ids[netip.MustParseAddr(b)])
+	}
+}
+
+// With hash input src-ip a client keeps its backend whatever its source
+// port (client affinity), the slot is the one Go's FlowHash computes for
+// that input, and clients still spread over the backends.
+func TestSourceIPHashGivesClientAffinity(t *testing.T) {
+	p := loadLB(t)
+	svc := service("web", vip4, 443, l4.ModeDSRIPIP, "10.1.0.11", "10.1.0.12", "10.1.0.13")
+	svc.HashInput = l4.HashSrcIP
+	must(t, p.rec.Set(svc))
+	id, ids, _ := p.rec.IDs("web")
+	table, err := p.lb.Table(id)
+	must(t, err)
+	seen := map[netip.Addr]bool{}
+	for c := range 40 {
+		client := netip.AddrFrom4([4]byte{198, 51, 100, byte(10 + c)})
+		want := netip.Addr{}
+		bid := table[l4.FlowHash(flow(client, 0, vip4, 443), l4.HashSrcIP)%uint32(len(table))]
+		for a, i := range ids {
+			if i == bid {
+				want = a
+			}
+		}
+		for port := uint16(40000); port < 40010; port++ {
+			v, out := p.runOut(t, tcp4(t, client, port, vip4, 443, 10, false))
+			if v != xdpTX || len(out) < 34 {
+				t.Fatalf("verdict %d, frame %x", v, out)
+			}
+			got, _ := netip.AddrFromSlice(out[30:34])
+			if got != want {
+				t.Fatalf("client %s port %d went to %s, want %s (its source address's slot)", client, port, got, want)
+			}
+		}
+		seen[want] = true
+	}
+	if len(seen) != 3 {
+		t.Errorf("40 clients reached %d of 3 backends", len(seen))
 	}
 }
