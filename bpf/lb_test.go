@@ -849,3 +849,34 @@ func TestSourceIPHashGivesClientAffinity(t *testing.T) {
 		t.Errorf("40 clients reached %d of 3 backends", len(seen))
 	}
 }
+
+// The same for IPv6: a Packet Too Big about the backend's reply goes, in
+// IP6IP6, to the backend that owns the flow.
+func TestICMPv6ErrorsGoToTheFlowsBackend(t *testing.T) {
+	p := loadLB(t)
+	must(t, p.rec.Set(service("web6", vip6, 443, l4.ModeDSRIPIP, "2001:db8:1::11", "2001:db8:1::12", "2001:db8:1::13")))
+	f := flow(client6, 45000, vip6, 443)
+	owner := p.backendOf(t, "web6", f)
+	v, out := p.runOut(t, tcp6(t, client6, 45000, vip6, 443, 10))
+	expectFrame(t, "the flow's first packet", v, xdpTX, out, ip6ip6(t, tcp6(t, client6, 45000, vip6, 443, 10), owner, l4.TunnelHash(f)))
+
+	reply := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolTCP, SrcIP: vip6.AsSlice(), DstIP: client6.AsSlice(), Length: 1440}
+	rt := &layers.TCP{SrcPort: 443, DstPort: 45000, ACK: true}
+	_ = rt.SetNetworkLayerForChecksum(reply)
+	rb := serialize(t, reply, rt)
+	router := netip.MustParseAddr("2001:db8:ee::1")
+	ip := &layers.IPv6{Version: 6, HopLimit: 61, TrafficClass: 0x28, NextHeader: layers.IPProtocolICMPv6, SrcIP: router.AsSlice(), DstIP: vip6.AsSlice()}
+	icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypePacketTooBig, 0)}
+	_ = icmp.SetNetworkLayerForChecksum(ip)
+	pkt := serialize(t, ether(layers.EthernetTypeIPv6), ip, icmp, gopacket.Payload(append([]byte{0, 0, 0x05, 0x00}, rb...)))
+	flowsBefore, err := p.lb.Flows()
+	must(t, err)
+	v, out = p.runOut(t, pkt)
+	expectFrame(t, "icmpv6 error", v, xdpTX, out, ip6ip6(t, pkt, owner, l4.TunnelHash(f)))
+	if n, _ := p.lb.Flows(); n != flowsBefore {
+		t.Errorf("an ICMPv6 error made a connection-table entry (%d → %d)", flowsBefore, n)
+	}
+	if s, _ := p.lb.FlowStats(); s.ICMPRouted != 1 {
+		t.Errorf("icmp_routed = %d, want 1", s.ICMPRouted)
+	}
+}
