@@ -90,6 +90,41 @@ func metricValue(metrics, series string) float64 {
 	return -1
 }
 
+// udpFlows sends "whoami" twice from each of n UDP sockets (n flows) to the
+// VIP's UDP port and returns which backend answered each; a flow whose two
+// answers differ, or that got none, fails the test.
+func udpFlows(t *testing.T, l *lab.L4Lab, n int) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	for i := range n {
+		c, err := l.DialUDP(net.JoinHostPort(lab.L4VIP, lab.L4UDPPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var answers []string
+		for range 2 {
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+			buf := make([]byte, 64)
+			_, err := c.Write([]byte("whoami"))
+			k := 0
+			if err == nil {
+				k, err = c.Read(buf)
+			}
+			if err != nil {
+				c.Close()
+				t.Fatalf("udp flow %d: %v", i, err)
+			}
+			answers = append(answers, string(buf[:k]))
+		}
+		c.Close()
+		if answers[0] != answers[1] {
+			t.Errorf("udp flow %d moved from %s to %s", i, answers[0], answers[1])
+		}
+		got[answers[0]]++
+	}
+	return got
+}
+
 func svcSet(t *testing.T, l *lab.L4Lab, name, port, mode string, backends ...string) {
 	t.Helper()
 	args := []string{"svc", "set", name, "--vip", lab.L4VIP, "--port", port, "--mode", mode, "--table-size", "4099"}
@@ -133,6 +168,13 @@ func TestL4DSRIPIP(t *testing.T) {
 	}
 	if n := metricValue(metrics, "sluice_conntrack_entries"); n < 1 {
 		t.Errorf("sluice_conntrack_entries = %v after 300 connections", n)
+	}
+
+	// UDP through the tunnel: each flow keeps its backend, flows spread.
+	l.MustCLI("svc", "set", "dns", "--vip", lab.L4VIP, "--port", lab.L4UDPPort, "--proto", "udp", "--mode", "dsr-ipip",
+		"--backend", b0, "--backend", b1, "--backend", b2)
+	if udp := udpFlows(t, l, 30); len(udp) < 2 {
+		t.Errorf("30 UDP flows through dsr-ipip reached %v: want more than one backend", udp)
 	}
 
 	// The VIP answers ping at the NIC.
@@ -241,6 +283,9 @@ func TestL4DSRL2AndUDP(t *testing.T) {
 	// UDP: the echo on the VIP answers from the VIP.
 	l.MustCLI("svc", "set", "dns", "--vip", lab.L4VIP, "--port", lab.L4UDPPort, "--proto", "udp", "--mode", "dsr-l2",
 		"--backend", b0, "--backend", b1)
+	if udp := udpFlows(t, l, 20); len(udp) != 2 {
+		t.Errorf("20 UDP flows through dsr-l2 reached %v: want both backends", udp)
+	}
 	for i := range 20 {
 		c, err := l.DialUDP(net.JoinHostPort(lab.L4VIP, lab.L4UDPPort))
 		if err != nil {

@@ -93,6 +93,10 @@ func serve(args []string) {
 					errc <- err
 					return
 				}
+				if string(buf[:n]) == "whoami" { // which backend answers, for the spread of UDP flows
+					_, _ = pc.WriteTo([]byte(*name), from)
+					continue
+				}
 				_, _ = pc.WriteTo(buf[:n], from)
 			}
 		}()
