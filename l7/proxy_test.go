@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sluicelb/sluice/l7/stats"
 	"github.com/sluicelb/sluice/l7/upstream"
 	"github.com/sluicelb/sluice/test/lab"
@@ -612,5 +614,66 @@ func TestUpstreamErrorsRetryIdempotentRequestsOnly(t *testing.T) {
 	}
 	if seen("POST") == before {
 		t.Error("the failing server saw none of the POSTs to /any: the retry was not proven")
+	}
+}
+
+// silentListener is a loopback listener whose accept queue is full, so the
+// kernel drops further SYNs: a connect to it hangs, as to a dead host.
+func silentListener(t *testing.T) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+	// Fill the queue; these are never accepted.
+	for range 4 {
+		if c, err := net.DialTimeout("tcp4", addr, 200*time.Millisecond); err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}
+	if c, err := net.DialTimeout("tcp4", addr, 300*time.Millisecond); err == nil {
+		c.Close()
+		t.Skip("this kernel still answers SYNs on a full accept queue")
+	}
+	return addr
+}
+
+// A location's connect timeout, and an upstream's, end a connect to a host
+// that never answers with a 504, long before the read timeout would.
+func TestConnectTimeoutsEndAConnectThatHangs(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	addr := silentListener(t)
+	byLocation := pool("bylocation", addr)
+	byUpstream := pool("byupstream", addr)
+	byUpstream.ConnectTimeout = upstream.Duration(300 * time.Millisecond)
+	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{
+		{Name: "loc", Path: "/loc", Upstream: "bylocation", ConnectTimeout: upstream.Duration(300 * time.Millisecond),
+			ReadTimeout: upstream.Duration(time.Minute), Tries: 1},
+		{Name: "up", Path: "/up", Upstream: "byupstream", ReadTimeout: upstream.Duration(time.Minute), Tries: 1},
+	}}}, byLocation, byUpstream))
+	// The client gives up well before the 5 s default connect timeout.
+	c := &http.Client{Timeout: 3 * time.Second}
+	for _, path := range []string{"/loc", "/up"} {
+		resp, err := c.Get(tp.url(path))
+		if err != nil {
+			t.Errorf("%s: %v (the connect timeout was not applied)", path, err)
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusGatewayTimeout {
+			t.Errorf("%s: %d, want 504", path, resp.StatusCode)
+		}
 	}
 }

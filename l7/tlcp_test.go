@@ -166,12 +166,17 @@ func TestTLSUpstreamIsVerified(t *testing.T) {
 	unverified.TLS = &upstream.TLSConfig{ServerName: "example.com"} // system roots: the test CA is unknown
 	skip := pool("skip", strings.TrimPrefix(b.URL, "https://"))
 	skip.TLS = &upstream.TLSConfig{SkipVerify: true}
+	// The certificate covers example.com and 127.0.0.1, the address dialled:
+	// only a name it does not hold shows that the server name is checked.
+	wrongName := pool("wrongname", strings.TrimPrefix(b.URL, "https://"))
+	wrongName.TLS = &upstream.TLSConfig{ServerName: "wrong.example.org", CA: caPEM}
 	tp.apply(t, tp.config([]VServer{{Name: "v", Service: "web", Locations: []Location{
 		{Name: "good", Path: "/good", Upstream: "good"},
 		{Name: "unverified", Path: "/unverified", Upstream: "unverified", Tries: 1},
 		{Name: "skip", Path: "/skip", Upstream: "skip"},
-	}}}, good, unverified, skip))
-	for path, want := range map[string]int{"/good": 200, "/unverified": 502, "/skip": 200} {
+		{Name: "wrongname", Path: "/wrongname", Upstream: "wrongname", Tries: 1},
+	}}}, good, unverified, skip, wrongName))
+	for path, want := range map[string]int{"/good": 200, "/unverified": 502, "/skip": 200, "/wrongname": 502} {
 		if resp, body := get(t, http.DefaultClient, tp.url(path), ""); resp.StatusCode != want {
 			t.Errorf("%s: %d %q, want %d", path, resp.StatusCode, body, want)
 		}
