@@ -134,23 +134,95 @@ func svcSet(t *testing.T, l *lab.L4Lab, name, port, mode string, backends ...str
 	l.MustCLI(args...)
 }
 
+// weightedSpread sets service web in mode over the lab's three backends,
+// weighted 1:2:1, and checks that 300 connections spread so, each share
+// within 10 points; it returns how many each backend answered.
+func weightedSpread(t *testing.T, l *lab.L4Lab, d *lab.Daemon, mode string) map[string]int {
+	t.Helper()
+	b0, b1, b2 := lab.L4BackendAddr(0), lab.L4BackendAddr(1), lab.L4BackendAddr(2)
+	svcSet(t, l, "web", lab.L4HTTPPort, mode, b0+",weight=100", b1+",weight=200", b2+",weight=100")
+	got := spread(t, l, lab.L4HTTPPort, 300)
+	if got[""] > 0 {
+		t.Fatalf("%s: %d of 300 connections failed: %v\n%s", mode, got[""], got, d.Log())
+	}
+	for name, want := range map[string]float64{"b0": 0.25, "b1": 0.5, "b2": 0.25} {
+		if share := float64(got[name]) / 300; share < want-0.10 || share > want+0.10 {
+			t.Errorf("%s: %s took %.0f%% of the connections, want %.0f%% ± 10: %v", mode, name, share*100, want*100, got)
+		}
+	}
+	return got
+}
+
+// drainRemoveRestart holds connections to web (weightedSpread's), drains
+// b0, removes b2 and kills and restarts the daemon during traffic: no held
+// connection breaks and new ones follow each change. It returns the
+// connections still held and the restarted daemon.
+func drainRemoveRestart(t *testing.T, l *lab.L4Lab, d *lab.Daemon, mode string) (map[string][]*lab.HTTPConn, *lab.Daemon) {
+	t.Helper()
+	b0, b1 := lab.L4BackendAddr(0), lab.L4BackendAddr(1)
+	// Long-lived connections to a drained backend keep working; new ones go elsewhere.
+	held := holdConns(t, l, 30)
+	if len(held["b0"]) == 0 {
+		t.Fatalf("%s: no held connection landed on b0: %v", mode, held)
+	}
+	l.MustCLI("svc", "backend", "web", b0, "--drain")
+	stillServed(t, held, mode+" after draining b0")
+	if got := spread(t, l, lab.L4HTTPPort, 60); got["b0"] > 0 || got[""] > 0 {
+		t.Errorf("%s: new connections after draining b0: %v", mode, got)
+	}
+
+	// Removing a backend breaks no connection to the others.
+	delete(held, "b2")
+	svcSet(t, l, "web", lab.L4HTTPPort, mode, b0+",state=drain", b1+",weight=200")
+	stillServed(t, held, mode+" after removing b2")
+
+	// kill -9 and a restart of the daemon during traffic break no established connection.
+	stop := make(chan struct{})
+	errs := make(chan error, 1)
+	if len(held["b1"]) < 2 {
+		t.Fatalf("%s: too few held connections on b1: %v", mode, held)
+	}
+	c := held["b1"][0] // asked in the background only, so requests don't interleave
+	held["b1"] = held["b1"][1:]
+	go func() {
+		defer close(errs)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if name, err := c.Ask(); err != nil || name != "b1" {
+				errs <- fmt.Errorf("request during the restart: %q, %v", name, err)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	d.Kill()
+	stillServed(t, held, mode+" with the daemon killed")
+	d = l.StartL4Daemon()
+	stillServed(t, held, mode+" after the restart")
+	close(stop)
+	if err := <-errs; err != nil {
+		t.Errorf("%s: %v", mode, err)
+	}
+	if got := spread(t, l, lab.L4HTTPPort, 30); got[""] > 0 || got["b0"] > 0 || got["b2"] > 0 {
+		t.Errorf("%s: new connections after the restart: %v", mode, got)
+	}
+	out := l.MustCLI("svc", "show", "web")
+	if !strings.Contains(out, "drain") {
+		t.Errorf("%s: restored service lost the drain:\n%s", mode, out)
+	}
+	return held, d
+}
+
 func TestL4DSRIPIP(t *testing.T) {
 	l := lab.NewL4(t, 3)
 	l.Decap()
 	d := l.StartL4Daemon()
 	b0, b1, b2 := lab.L4BackendAddr(0), lab.L4BackendAddr(1), lab.L4BackendAddr(2)
-	svcSet(t, l, "web", lab.L4HTTPPort, "dsr-ipip", b0+",weight=100", b1+",weight=200", b2+",weight=100")
-
-	// 300 connections spread by weight: 1/4, 1/2, 1/4, each within 10 points.
-	got := spread(t, l, lab.L4HTTPPort, 300)
-	if got[""] > 0 {
-		t.Fatalf("%d of 300 connections failed: %v\n%s", got[""], got, d.Log())
-	}
-	for name, want := range map[string]float64{"b0": 0.25, "b1": 0.5, "b2": 0.25} {
-		if share := float64(got[name]) / 300; share < want-0.10 || share > want+0.10 {
-			t.Errorf("%s took %.0f%% of the connections, want %.0f%% ± 10: %v", name, share*100, want*100, got)
-		}
-	}
+	got := weightedSpread(t, l, d, "dsr-ipip")
 
 	// Prometheus has the service's, each backend's and the table's numbers:
 	// the 300 connections' flows, and the packets of each.
@@ -182,60 +254,7 @@ func TestL4DSRIPIP(t *testing.T) {
 		t.Errorf("ping the VIP: %v\n%s", err, out)
 	}
 
-	// Long-lived connections to a drained backend keep working; new ones go elsewhere.
-	held := holdConns(t, l, 30)
-	if len(held["b0"]) == 0 {
-		t.Fatalf("no held connection landed on b0: %v", held)
-	}
-	l.MustCLI("svc", "backend", "web", b0, "--drain")
-	stillServed(t, held, "after draining b0")
-	if got := spread(t, l, lab.L4HTTPPort, 60); got["b0"] > 0 || got[""] > 0 {
-		t.Errorf("new connections after draining b0: %v", got)
-	}
-
-	// Removing a backend breaks no connection to the others.
-	delete(held, "b2")
-	svcSet(t, l, "web", lab.L4HTTPPort, "dsr-ipip", b0+",state=drain", b1+",weight=200")
-	stillServed(t, held, "after removing b2")
-
-	// kill -9 and a restart of the daemon during traffic break no established connection.
-	stop := make(chan struct{})
-	errs := make(chan error, 1)
-	if len(held["b1"]) < 2 {
-		t.Fatalf("too few held connections on b1: %v", held)
-	}
-	c := held["b1"][0] // asked in the background only, so requests don't interleave
-	held["b1"] = held["b1"][1:]
-	go func() {
-		defer close(errs)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if name, err := c.Ask(); err != nil || name != "b1" {
-				errs <- fmt.Errorf("request during the restart: %q, %v", name, err)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}()
-	d.Kill()
-	stillServed(t, held, "with the daemon killed")
-	d = l.StartL4Daemon()
-	stillServed(t, held, "after the restart")
-	close(stop)
-	if err := <-errs; err != nil {
-		t.Error(err)
-	}
-	if got := spread(t, l, lab.L4HTTPPort, 30); got[""] > 0 || got["b0"] > 0 || got["b2"] > 0 {
-		t.Errorf("new connections after the restart: %v", got)
-	}
-	out := l.MustCLI("svc", "show", "web")
-	if !strings.Contains(out, "drain") {
-		t.Errorf("restored service lost the drain:\n%s", out)
-	}
+	held, d := drainRemoveRestart(t, l, d, "dsr-ipip")
 
 	// An upgrade from a version without lb_svc_ids (services by id, which
 	// connection-table hits read) breaks no connection either: the daemon
@@ -267,18 +286,12 @@ func TestL4DSRIPIP(t *testing.T) {
 }
 
 func TestL4DSRL2AndUDP(t *testing.T) {
-	l := lab.NewL4(t, 2)
-	l.StartL4Daemon()
+	l := lab.NewL4(t, 3)
+	d := l.StartL4Daemon()
 	b0, b1 := lab.L4BackendAddr(0), lab.L4BackendAddr(1)
 	// dsr-l2: no tunnel, the backends hold the VIP and get the client's frame re-addressed.
-	svcSet(t, l, "web", lab.L4HTTPPort, "dsr-l2", b0, b1)
-	got := spread(t, l, lab.L4HTTPPort, 60)
-	if got[""] > 0 || got["b0"] == 0 || got["b1"] == 0 {
-		t.Fatalf("dsr-l2 spread: %v", got)
-	}
-	held := holdConns(t, l, 10)
-	l.MustCLI("svc", "backend", "web", b0, "--drain")
-	stillServed(t, held, "dsr-l2 after draining b0")
+	weightedSpread(t, l, d, "dsr-l2")
+	drainRemoveRestart(t, l, d, "dsr-l2")
 
 	// UDP: the echo on the VIP answers from the VIP.
 	l.MustCLI("svc", "set", "dns", "--vip", lab.L4VIP, "--port", lab.L4UDPPort, "--proto", "udp", "--mode", "dsr-l2",
