@@ -6,7 +6,8 @@ import "github.com/prometheus/client_golang/prometheus"
 // or upstream servers, each with its own label names.
 type descs struct {
 	requests, responses, bytes, active, latency *prometheus.Desc
-	upstreamLatency                             bool // latency is the upstream histogram
+	upstreamLatency                             bool             // latency is the upstream histogram
+	upstream                                    *prometheus.Desc // the upstream histogram besides; nil for servers
 }
 
 func newDescs(prefix, what, latencyName, latencyHelp string, labels ...string) descs {
@@ -19,11 +20,20 @@ func newDescs(prefix, what, latencyName, latencyHelp string, labels ...string) d
 	}
 }
 
+// withUpstream adds the histogram of the time to the upstream's response
+// header, which a virtual server and a location keep beside their own.
+func withUpstream(d descs, name, help string, labels ...string) descs {
+	d.upstream = prometheus.NewDesc(name, help, labels, nil)
+	return d
+}
+
 var (
-	vserverDescs = newDescs("sluice_l7_", "virtual server",
-		"sluice_l7_request_duration_seconds", "Time to serve a request, by virtual server.", "vserver")
-	locationDescs = newDescs("sluice_l7_location_", "location",
-		"sluice_l7_location_request_duration_seconds", "Time to serve a request, by location.", "vserver", "location")
+	vserverDescs = withUpstream(newDescs("sluice_l7_", "virtual server",
+		"sluice_l7_request_duration_seconds", "Time to serve a request, by virtual server.", "vserver"),
+		"sluice_l7_upstream_duration_seconds", "Time from sending a request upstream to the response header, by virtual server.", "vserver")
+	locationDescs = withUpstream(newDescs("sluice_l7_location_", "location",
+		"sluice_l7_location_request_duration_seconds", "Time to serve a request, by location.", "vserver", "location"),
+		"sluice_l7_location_upstream_duration_seconds", "Time from sending a request upstream to the response header, by location.", "vserver", "location")
 	serverDescs = func() descs {
 		d := newDescs("sluice_l7_upstream_", "upstream server",
 			"sluice_l7_upstream_response_duration_seconds", "Time from sending a request to an upstream server to its response header.", "upstream", "server")
@@ -46,6 +56,9 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d.bytes
 		ch <- d.active
 		ch <- d.latency
+		if d.upstream != nil {
+			ch <- d.upstream
+		}
 	}
 }
 
@@ -74,13 +87,20 @@ func (d *descs) collect(ch chan<- prometheus.Metric, c *Counters, labels ...stri
 	if d.upstreamLatency {
 		h = &t.upstream
 	}
+	ch <- histogram(d.latency, h, labels)
+	if d.upstream != nil {
+		ch <- histogram(d.upstream, &t.upstream, labels)
+	}
+}
+
+func histogram(d *prometheus.Desc, h *histTotals, labels []string) prometheus.Metric {
 	buckets := make(map[float64]uint64, len(bounds))
 	var cum uint64
 	for i, le := range bounds {
 		cum += h.counts[i]
 		buckets[le] = cum
 	}
-	ch <- prometheus.MustNewConstHistogram(d.latency, h.count, seconds(h.sumNS), buckets, labels...)
+	return prometheus.MustNewConstHistogram(d, h.count, seconds(h.sumNS), buckets, labels...)
 }
 
 // with returns labels and one more, leaving labels as they are.
