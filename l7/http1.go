@@ -268,14 +268,16 @@ func (h *h1conn) nextRequest() h1step {
 	headerTimeout, idleTimeout := time.Duration(p.limits.ReadHeaderTimeout), time.Duration(p.limits.IdleTimeout)
 	if !h.waiting {
 		// Deadlines cost a timer update each: the idle one is moved only
-		// when it has drifted by a second, the header one set only when a
-		// head did not arrive whole.
+		// when it has drifted by a second (an eighth of a shorter idle
+		// timeout) or lies past it (the first head's), the header one set
+		// only when a head did not arrive whole.
 		h.waiting, h.headerDeadline = true, h.first
 		now := time.Now()
-		switch {
+		slack := min(time.Second, idleTimeout/8)
+		switch d := h.readDeadline.Sub(now); {
 		case h.first:
 			h.setReadDeadline(now.Add(headerTimeout))
-		case h.readDeadline.Sub(now) < idleTimeout-time.Second:
+		case d > idleTimeout || d < idleTimeout-slack:
 			h.setReadDeadline(now.Add(idleTimeout))
 		}
 	}

@@ -825,3 +825,33 @@ func TestAMalformedChunkedBodyIsRefusedAndEndsTheConnection(t *testing.T) {
 		t.Fatalf("the next client got %d: the bad body counted against the server", resp.StatusCode)
 	}
 }
+
+// An idle keep-alive connection is closed after the idle timeout; one that
+// asks again within it is served, and a request's wait for its answer is
+// not idle time.
+func TestIdleKeepAliveConnectionsAreClosed(t *testing.T) {
+	tp := newTestProxy(t, Limits{IdleTimeout: upstream.Duration(400 * time.Millisecond)})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(800 * time.Millisecond)
+		}
+		fmt.Fprint(w, "ok")
+	}))
+	t.Cleanup(slow.Close)
+	tp.apply(t, oneLocation(tp, slow))
+	rc := dialRaw(t, tp)
+	for range 3 {
+		rc.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if _, body := rc.read("GET"); body != "ok" {
+			t.Fatalf("answer %q", body)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	rc.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, body := rc.read("GET"); body != "ok" {
+		t.Fatalf("a request slower than the idle timeout: %q", body)
+	}
+	if !rc.closed() {
+		t.Error("an idle keep-alive connection stayed open past the idle timeout")
+	}
+}
