@@ -144,12 +144,14 @@ func ipip(t *testing.T, pkt []byte, l2 int, be netip.Addr, h uint32) []byte {
 	return append(frame, serialize(t, outer, gopacket.Payload(inner))...)
 }
 
-func ip6ip6(t *testing.T, pkt []byte, be netip.Addr, h uint32) []byte {
-	inner := pkt[14:]
+// ip6ip6 is the frame dsr-ipip makes of pkt (an IPv6 frame with l2 bytes
+// of Ethernet and tags) for backend be and flow hash h.
+func ip6ip6(t *testing.T, pkt []byte, l2 int, be netip.Addr, h uint32) []byte {
+	inner := pkt[l2:]
 	outer := &layers.IPv6{Version: 6, HopLimit: 64, TrafficClass: 0x28, FlowLabel: h & 0xfffff,
 		NextHeader: layers.IPProtocolIPv6, SrcIP: hostBits(encap6, h).AsSlice(), DstIP: be.AsSlice()}
 	o := serialize(t, outer, gopacket.Payload(inner))
-	frame := append([]byte(nil), pkt[:14]...)
+	frame := append([]byte(nil), pkt[:l2]...)
 	copy(frame[0:6], backendMAC(be))
 	copy(frame[6:12], lbMAC)
 	return append(frame, o...)
@@ -206,7 +208,16 @@ func TestEncapsulationBytes(t *testing.T) {
 	f = flow(client6, 40003, vip6, 443)
 	pkt = tcp6(t, client6, 40003, vip6, 443, 100)
 	v, out = p.runOut(t, pkt)
-	expectFrame(t, "ip6ip6", v, xdpTX, out, ip6ip6(t, pkt, p.backendOf(t, "web6", f), l4.TunnelHash(f)))
+	expectFrame(t, "ip6ip6", v, xdpTX, out, ip6ip6(t, pkt, 14, p.backendOf(t, "web6", f), l4.TunnelHash(f)))
+
+	// IPv6 inside a VLAN tag: the tag stays, the outer header follows it.
+	f = flow(client6, 40004, vip6, 443)
+	ip6 := &layers.IPv6{Version: 6, HopLimit: 61, TrafficClass: 0x28, NextHeader: layers.IPProtocolTCP, SrcIP: client6.AsSlice(), DstIP: vip6.AsSlice()}
+	tc6 := &layers.TCP{SrcPort: 40004, DstPort: 443, SYN: true, Seq: 1, Window: 64240}
+	_ = tc6.SetNetworkLayerForChecksum(ip6)
+	tagged6 := serialize(t, ether(layers.EthernetTypeDot1Q), &layers.Dot1Q{VLANIdentifier: 100, Type: layers.EthernetTypeIPv6}, ip6, tc6, payload())
+	v, out = p.runOut(t, tagged6)
+	expectFrame(t, "ip6ip6 vlan", v, xdpTX, out, ip6ip6(t, tagged6, 18, p.backendOf(t, "web6", f), l4.TunnelHash(f)))
 
 	// The next packet of a flow, from the CPU's flow cache, comes out the same.
 	onCPU(t, 0, func() {
@@ -858,7 +869,7 @@ func TestICMPv6ErrorsGoToTheFlowsBackend(t *testing.T) {
 	f := flow(client6, 45000, vip6, 443)
 	owner := p.backendOf(t, "web6", f)
 	v, out := p.runOut(t, tcp6(t, client6, 45000, vip6, 443, 10))
-	expectFrame(t, "the flow's first packet", v, xdpTX, out, ip6ip6(t, tcp6(t, client6, 45000, vip6, 443, 10), owner, l4.TunnelHash(f)))
+	expectFrame(t, "the flow's first packet", v, xdpTX, out, ip6ip6(t, tcp6(t, client6, 45000, vip6, 443, 10), 14, owner, l4.TunnelHash(f)))
 
 	reply := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolTCP, SrcIP: vip6.AsSlice(), DstIP: client6.AsSlice(), Length: 1440}
 	rt := &layers.TCP{SrcPort: 443, DstPort: 45000, ACK: true}
@@ -872,7 +883,7 @@ func TestICMPv6ErrorsGoToTheFlowsBackend(t *testing.T) {
 	flowsBefore, err := p.lb.Flows()
 	must(t, err)
 	v, out = p.runOut(t, pkt)
-	expectFrame(t, "icmpv6 error", v, xdpTX, out, ip6ip6(t, pkt, owner, l4.TunnelHash(f)))
+	expectFrame(t, "icmpv6 error", v, xdpTX, out, ip6ip6(t, pkt, 14, owner, l4.TunnelHash(f)))
 	if n, _ := p.lb.Flows(); n != flowsBefore {
 		t.Errorf("an ICMPv6 error made a connection-table entry (%d → %d)", flowsBefore, n)
 	}
