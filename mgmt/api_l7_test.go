@@ -43,6 +43,21 @@ func TestL7ObjectsLifecycleThroughTheAPI(t *testing.T) {
 	if v := decode[VServerView](t, w); w.Code != http.StatusOK || len(v.Locations) != 2 || v.Version != 2 {
 		t.Fatalf("location: %d %s", w.Code, w.Body)
 	}
+	// A location removed at runtime, then added back.
+	if w := e.do(t, "DELETE", "/v1/vservers/site/locations/api", "", ""); w.Code != http.StatusOK {
+		t.Fatalf("delete location: %d %s", w.Code, w.Body)
+	}
+	w = e.do(t, "GET", "/v1/vservers/site", "", "")
+	if v := decode[VServerView](t, w); len(v.Locations) != 1 || v.Locations[0].Name != "root" || v.Version != 3 {
+		t.Fatalf("after the location's delete: %s", w.Body)
+	}
+	if w := e.do(t, "DELETE", "/v1/vservers/site/locations/api", "", ""); w.Code != http.StatusNotFound {
+		t.Fatalf("delete a location that is gone: %d %s", w.Code, w.Body)
+	}
+	w = e.do(t, "PUT", "/v1/vservers/site/locations/api", "application/json", apiLocationJSO)
+	if v := decode[VServerView](t, w); w.Code != http.StatusOK || len(v.Locations) != 2 || v.Version != 4 {
+		t.Fatalf("location added back: %d %s", w.Code, w.Body)
+	}
 
 	// The dynamic upstream API: servers get ids, are patched and removed.
 	w = e.do(t, "POST", "/v1/upstreams/app/servers", "application/json", `{"addr":"10.2.0.3:8080","backup":true}`)
@@ -101,7 +116,7 @@ func TestL7ObjectsLifecycleThroughTheAPI(t *testing.T) {
 	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"10.2.0.3:8080"`) || strings.Contains(w.Body.String(), `"10.2.0.1:8080"`) {
 		t.Fatalf("restored upstream: %d %s", w.Code, w.Body)
 	}
-	if w := e2.do(t, "GET", "/v1/vservers/site", "", ""); w.Code != http.StatusOK || w.Header().Get("ETag") != `"2"` {
+	if w := e2.do(t, "GET", "/v1/vservers/site", "", ""); w.Code != http.StatusOK || w.Header().Get("ETag") != `"4"` {
 		t.Fatalf("restored vserver: %d %s", w.Code, w.Body)
 	}
 	if !e2.steer.on[vip] {
