@@ -141,10 +141,13 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		defer l7rt.stop()
-	} else if handoff != nil {
-		for _, ln := range handoff.listeners {
-			ln.Close() // the predecessor keeps serving them until it hands off
+	} else {
+		if handoff != nil {
+			for _, ln := range handoff.listeners {
+				ln.Close() // the predecessor keeps serving them until it hands off
+			}
 		}
+		removeL7Routes(handoff != nil, log)
 	}
 
 	start := time.Now()
@@ -218,6 +221,33 @@ func reclaimDatapath(dp *maps.Datapath, pinDir string, atts []l4.Attachment, mod
 	}
 	// Its caches may name flows only its own tables held.
 	return dp.LB().InvalidateFlowCache()
+}
+
+// removeL7Routes removes the local routes an earlier daemon's intercept left
+// (it was killed, or hands off to this one, which runs without the proxy):
+// at once, or, after a handoff, once the predecessor (this daemon's
+// parent) has drained and exited, bounded.
+func removeL7Routes(afterHandoff bool, log *slog.Logger) {
+	remove := func() {
+		removed, err := intercept.RemoveStaleRoutes(intercept.Options{})
+		for _, a := range removed {
+			log.Info("removed a local route of an earlier daemon's L7 intercept; this one runs without the proxy", "addr", a)
+		}
+		if err != nil {
+			log.Warn("remove the local routes of an earlier daemon's L7 intercept", "err", err)
+		}
+	}
+	if !afterHandoff {
+		remove()
+		return
+	}
+	parent := os.Getppid()
+	go func() {
+		for deadline := time.Now().Add(handoffDrain + 15*time.Second); os.Getppid() == parent && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Millisecond)
+		}
+		remove()
+	}()
 }
 
 // upgradeInPlace starts the successor and, once it serves, hands it the L7

@@ -495,6 +495,30 @@ func TestL7UpgradeThatFailsLateGivesTheDatapathBack(t *testing.T) {
 	}
 }
 
+// A daemon started without the proxy removes the local routes the intercept
+// of a killed one left: the VIPs stop being local to the load balancer.
+func TestL7RoutesOfAKilledDaemonGoWithoutTheProxy(t *testing.T) {
+	l, d, _ := l7Lab(t)
+	routes := func() string {
+		out, err := l.Run(l.LB, 5*time.Second, "ip", "route", "show", "table", "local", "proto", "0x73")
+		if err != nil {
+			t.Fatalf("ip route: %v\n%s", err, out)
+		}
+		return out
+	}
+	if got := routes(); !strings.Contains(got, lab.L7VIP) {
+		t.Fatalf("the intercept's routes: %q, want %s among them", got, lab.L7VIP)
+	}
+	d.Kill()
+	if got := routes(); !strings.Contains(got, lab.L7VIP) {
+		t.Fatalf("a killed daemon's routes went: %q", got)
+	}
+	l.StartDaemon("--no-l7")
+	if got := routes(); strings.TrimSpace(got) != "" {
+		t.Errorf("a daemon without the proxy left the intercept's routes: %q", got)
+	}
+}
+
 func TestL7SlowlorisClientIsCutOff(t *testing.T) {
 	l, _, _ := l7Lab(t, "--l7-header-timeout", "1")
 	c, err := lab.DialFrom(l.Client, lab.L7VIP+":80", 3*time.Second)

@@ -2,6 +2,7 @@ package intercept_test
 
 import (
 	"net"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -137,4 +138,32 @@ func TestInheritWantsAnIPv4Listener(t *testing.T) {
 	if err == nil {
 		t.Fatal("New with only an IPv6 listener to inherit: no error")
 	}
+}
+
+// A daemon that runs without the proxy removes the routes an interceptor
+// before it left (killed, or handed off to it), and only those.
+func TestRemoveStaleRoutesRemovesWhatAnInterceptorLeft(t *testing.T) {
+	l := newLab(t)
+	old := newInterceptor(t, l)
+	mustAdd(t, old, "10.77.100.1:80", "[fd77:100::1]:80")
+	if err := old.Handoff(); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.ourRoutes(t); len(got) != 2 {
+		t.Fatalf("routes after the handoff %v, want the two left behind", got)
+	}
+	var removed []netip.Addr
+	var err error
+	in(t, l.proxy, func() { removed, err = intercept.RemoveStaleRoutes(intercept.Options{}) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(removed, netip.Addr.Compare)
+	if want := []netip.Addr{netip.MustParseAddr("10.77.100.1"), netip.MustParseAddr("fd77:100::1")}; !slices.Equal(removed, want) {
+		t.Errorf("removed %v, want %v", removed, want)
+	}
+	if got := l.ourRoutes(t); len(got) != 0 {
+		t.Errorf("routes %v left", got)
+	}
+	l.expectNotReached(t, "10.77.100.1:80")
 }

@@ -116,12 +116,7 @@ type vip struct {
 // sk_lookup support), or the IPv4 listener, the netlink socket or the
 // clean-up of old routes fails.
 func New(opts Options) (_ *Interceptor, err error) {
-	if opts.RouteTable == 0 {
-		opts.RouteTable = DefaultRouteTable
-	}
-	if opts.RouteProtocol == 0 {
-		opts.RouteProtocol = DefaultRouteProtocol
-	}
+	opts = opts.withDefaults()
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -153,14 +148,10 @@ func New(opts Options) (_ *Interceptor, err error) {
 		return nil, fmt.Errorf("open network namespace: %w", err)
 	}
 	defer ns.Close()
-	if i.h, err = netlink.NewHandle(); err != nil {
-		return nil, fmt.Errorf("netlink: %w", err)
+	if i.routes, err = newRoutes(opts); err != nil {
+		return nil, err
 	}
-	lo, err := i.h.LinkByName("lo")
-	if err != nil {
-		return nil, fmt.Errorf("find lo: %w", err)
-	}
-	i.routes = routes{h: i.h, lo: lo.Attrs().Index, table: opts.RouteTable, protocol: netlink.RouteProtocol(opts.RouteProtocol)}
+	i.h = i.routes.h
 
 	if len(opts.Inherit) > 0 {
 		if err := i.inherit(opts.Inherit); err != nil {
@@ -208,6 +199,60 @@ func New(opts Options) (_ *Interceptor, err error) {
 
 // listen makes a plain TCP listener: Go's listeners are MPTCP by default,
 // and a SOCKMAP refuses MPTCP sockets. tcp6 listeners are v6-only.
+func (o Options) withDefaults() Options {
+	if o.RouteTable == 0 {
+		o.RouteTable = DefaultRouteTable
+	}
+	if o.RouteProtocol == 0 {
+		o.RouteProtocol = DefaultRouteProtocol
+	}
+	return o
+}
+
+// newRoutes opens a netlink handle in the calling thread's namespace for
+// the routes of opts (with defaults).
+func newRoutes(opts Options) (routes, error) {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return routes{}, fmt.Errorf("netlink: %w", err)
+	}
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		h.Close()
+		return routes{}, fmt.Errorf("find lo: %w", err)
+	}
+	return routes{h: h, lo: lo.Attrs().Index, table: opts.RouteTable, protocol: netlink.RouteProtocol(opts.RouteProtocol)}, nil
+}
+
+// RemoveStaleRoutes removes, in the calling goroutine's network namespace,
+// the local routes an Interceptor with opts left behind (killed, or handed
+// off to a daemon that runs without the proxy), and returns their
+// addresses. New does the same for itself; a daemon without the proxy
+// calls this instead.
+func RemoveStaleRoutes(opts Options) ([]netip.Addr, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	r, err := newRoutes(opts.withDefaults())
+	if err != nil {
+		return nil, err
+	}
+	defer r.h.Close()
+	stale, err := r.owned()
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	var removed []netip.Addr
+	for _, a := range stale {
+		if err := r.del(a); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, a)
+	}
+	return removed, errors.Join(errs...)
+}
+
 func listen(network, addr string) (net.Listener, error) {
 	var lc net.ListenConfig
 	lc.SetMultipathTCP(false)
