@@ -333,33 +333,25 @@ func TestConnectionTableKeepsFlowsAcrossChanges(t *testing.T) {
 		t.Errorf("new flow %v went to %s, want %s", f, got, c)
 	}
 
-	// Weight 0 is a drain too: a's flows stay, new flows never reach it.
-	zero := withC
-	zero.Backends = append([]l4.Backend(nil), withC.Backends...)
-	zero.Backends[0].Weight = 0
-	must(t, p.rec.Set(zero))
-	if got := p.sentTo(t, moved[0]); got.String() != a {
-		t.Errorf("flow on a backend of weight 0 moved to %s", got)
-	}
-	for port := uint16(20000); port < 20200; port++ {
-		if got := p.sentTo(t, port); got.String() == a {
-			t.Fatalf("new flow %d went to the backend of weight 0", port)
+	// Weight 0 and drain: a's flows stay, new flows never reach it.
+	keepsFlowsTakesNoNew := func(what string, change func(*l4.Backend), newPorts uint16) l4.Service {
+		t.Helper()
+		s := withC
+		s.Backends = append([]l4.Backend(nil), withC.Backends...)
+		change(&s.Backends[0])
+		must(t, p.rec.Set(s))
+		if got := p.sentTo(t, moved[0]); got.String() != a {
+			t.Errorf("flow on a backend %s moved to %s", what, got)
 		}
-	}
-
-	// Drain a: its flows stay, new flows never reach it.
-	drained := withC
-	drained.Backends = append([]l4.Backend(nil), withC.Backends...)
-	drained.Backends[0].State = l4.Drain
-	must(t, p.rec.Set(drained))
-	if got := p.sentTo(t, moved[0]); got.String() != a {
-		t.Errorf("flow on a drained backend moved to %s", got)
-	}
-	for port := uint16(30000); port < 30200; port++ {
-		if got := p.sentTo(t, port); got.String() == a {
-			t.Fatalf("new flow %d went to the drained backend", port)
+		for port := newPorts; port < newPorts+200; port++ {
+			if got := p.sentTo(t, port); got.String() == a {
+				t.Fatalf("new flow %d went to the backend %s", port, what)
+			}
 		}
+		return s
 	}
+	keepsFlowsTakesNoNew("of weight 0", func(b *l4.Backend) { b.Weight = 0 }, 20000)
+	drained := keepsFlowsTakesNoNew("drained", func(b *l4.Backend) { b.State = l4.Drain }, 30000)
 
 	// Down: its flows rehash to the table.
 	down := drained

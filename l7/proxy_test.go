@@ -520,31 +520,17 @@ func (zeros) Read(p []byte) (int, error) {
 // an answer; it counts the requests it saw by method.
 func hangUp(t *testing.T) (addr string, seen func(method string) int) {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	var mu sync.Mutex
 	count := map[string]int{}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
-					mu.Lock()
-					count[req.Method]++
-					mu.Unlock()
-				}
-			}()
+	addr = serveConns(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+			mu.Lock()
+			count[req.Method]++
+			mu.Unlock()
 		}
-	}()
-	return ln.Addr().String(), func(m string) int { mu.Lock(); defer mu.Unlock(); return count[m] }
+	})
+	return addr, func(m string) int { mu.Lock(); defer mu.Unlock(); return count[m] }
 }
 
 // An upstream that fails after taking the request: an idempotent request
@@ -577,21 +563,25 @@ func TestUpstreamErrorsRetryIdempotentRequestsOnly(t *testing.T) {
 	if seen("GET") == 0 {
 		t.Fatal("the failing server saw no GET: the test proves nothing")
 	}
-	var ok, failed int
-	for i := range 6 {
-		resp, err := c.Post(tp.url("/"), "text/plain", strings.NewReader("order 42"))
+	post := func(path string, i int) int {
+		t.Helper()
+		resp, err := c.Post(tp.url(path), "text/plain", strings.NewReader("order 42"))
 		if err != nil {
-			t.Fatalf("POST %d: %v", i, err)
+			t.Fatalf("POST %d to %s: %v", i, path, err)
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		switch resp.StatusCode {
+		return resp.StatusCode
+	}
+	var ok, failed int
+	for i := range 6 {
+		switch code := post("/", i); code {
 		case 200:
 			ok++
 		case 502:
 			failed++
 		default:
-			t.Fatalf("POST %d: %d", i, resp.StatusCode)
+			t.Fatalf("POST %d: %d", i, code)
 		}
 	}
 	if failed == 0 || failed != seen("POST") {
@@ -602,14 +592,8 @@ func TestUpstreamErrorsRetryIdempotentRequestsOnly(t *testing.T) {
 	}
 	before := seen("POST")
 	for i := range 6 {
-		resp, err := c.Post(tp.url("/any"), "text/plain", strings.NewReader("order 43"))
-		if err != nil {
-			t.Fatalf("POST %d where any method is retried: %v", i, err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("POST %d where any method is retried: %d", i, resp.StatusCode)
+		if code := post("/any", i); code != 200 {
+			t.Fatalf("POST %d where any method is retried: %d", i, code)
 		}
 	}
 	if seen("POST") == before {

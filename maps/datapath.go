@@ -123,8 +123,10 @@ func OpenDatapath(opts DatapathOptions) (*Datapath, error) {
 // after the program that uses them is attached.
 func (d *Datapath) PinFresh(pinDir string) error {
 	for _, name := range d.Fresh {
-		if err := d.pin(pinDir, name); err != nil {
-			return err
+		if m := d.mapByName(name); m != nil {
+			if err := pin(pinDir, name, m); err != nil {
+				return err
+			}
 		}
 	}
 	d.Fresh = nil
@@ -138,20 +140,18 @@ func (d *Datapath) PinFresh(pinDir string) error {
 // It returns the names of the maps it pinned again.
 func (d *Datapath) Reclaim(pinDir string) ([]string, error) {
 	var pinned []string
-	v := reflect.ValueOf(&d.objs.XDPMaps).Elem()
-	for i := range v.NumField() {
-		name := v.Type().Field(i).Tag.Get("ebpf")
-		m, _ := v.Field(i).Interface().(*ebpf.Map)
-		if m == nil || name == "" || name[0] == '.' {
+	for name, m := range d.eachMap {
+		if name[0] == '.' {
+			continue // .bss/.rodata are not shared state
+		}
+		same, err := pinnedIs(filepath.Join(pinDir, "maps", name), m)
+		if err != nil {
+			return pinned, err
+		}
+		if same {
 			continue
 		}
-		if same, err := pinnedIs(filepath.Join(pinDir, "maps", name), m); err != nil || same {
-			if err != nil {
-				return pinned, err
-			}
-			continue
-		}
-		if err := d.pin(pinDir, name); err != nil {
+		if err := pin(pinDir, name, m); err != nil {
 			return pinned, err
 		}
 		pinned = append(pinned, name)
@@ -179,12 +179,8 @@ func pinnedIs(path string, m *ebpf.Map) (bool, error) {
 	return pid == mid, nil
 }
 
-// pin pins the map named name, replacing what is pinned there.
-func (d *Datapath) pin(pinDir, name string) error {
-	m := d.mapByName(name)
-	if m == nil {
-		return nil
-	}
+// pin pins m as name, replacing what is pinned there.
+func pin(pinDir, name string, m *ebpf.Map) error {
 	path := filepath.Join(pinDir, "maps", name)
 	// Unpin first: Pin to the path the map remembers as its own is a no-op,
 	// even when another load's map was pinned there since.
@@ -200,17 +196,26 @@ func (d *Datapath) pin(pinDir, name string) error {
 	return nil
 }
 
-// mapByName finds a map of the program by its C name, through the ebpf
-// struct tags bpf2go writes, so a new map needs no code here.
+// mapByName finds a map of the program by its C name.
 func (d *Datapath) mapByName(name string) *ebpf.Map {
-	v := reflect.ValueOf(&d.objs.XDPMaps).Elem()
-	for i := range v.NumField() {
-		if v.Type().Field(i).Tag.Get("ebpf") == name {
-			m, _ := v.Field(i).Interface().(*ebpf.Map)
+	for n, m := range d.eachMap {
+		if n == name {
 			return m
 		}
 	}
 	return nil
+}
+
+// eachMap yields the program's maps by their C names, through the ebpf
+// struct tags bpf2go writes, so a new map needs no code here.
+func (d *Datapath) eachMap(yield func(string, *ebpf.Map) bool) {
+	v := reflect.ValueOf(&d.objs.XDPMaps).Elem()
+	for i := range v.NumField() {
+		name := v.Type().Field(i).Tag.Get("ebpf")
+		if m, _ := v.Field(i).Interface().(*ebpf.Map); m != nil && name != "" && !yield(name, m) {
+			return
+		}
+	}
 }
 
 // Program returns the XDP program.

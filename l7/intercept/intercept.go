@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -89,7 +90,6 @@ type Interceptor struct {
 	objs   bpf.SkLookupObjects
 	maps   *Maps
 	link   link.Link
-	h      *netlink.Handle
 	routes routes
 	ln4    net.Listener
 	ln6    net.Listener // nil: no IPv6
@@ -151,7 +151,6 @@ func New(opts Options) (_ *Interceptor, err error) {
 	if i.routes, err = newRoutes(opts); err != nil {
 		return nil, err
 	}
-	i.h = i.routes.h
 
 	if len(opts.Inherit) > 0 {
 		if err := i.inherit(opts.Inherit); err != nil {
@@ -179,15 +178,18 @@ func New(opts Options) (_ *Interceptor, err error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, a := range stale {
-		if len(opts.Inherit) > 0 {
+	if len(opts.Inherit) > 0 {
+		for _, a := range stale {
 			i.stale[a] = true // the predecessor's, in use until it hands off
-			continue
 		}
-		if err := i.routes.del(a); err != nil {
+	} else {
+		removed, err := i.routes.delAll(stale)
+		for _, a := range removed {
+			i.log.Info("removed a local route left by an earlier run", "addr", a)
+		}
+		if err != nil {
 			return nil, err
 		}
-		i.log.Info("removed a local route left by an earlier run", "addr", a)
 	}
 
 	if i.link, err = link.AttachNetNs(int(ns.Fd()), i.objs.SluiceSkLookup); err != nil {
@@ -241,16 +243,7 @@ func RemoveStaleRoutes(opts Options) ([]netip.Addr, error) {
 	if err != nil {
 		return nil, err
 	}
-	var errs []error
-	var removed []netip.Addr
-	for _, a := range stale {
-		if err := r.del(a); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		removed = append(removed, a)
-	}
-	return removed, errors.Join(errs...)
+	return r.delAll(stale)
 }
 
 func listen(network, addr string) (net.Listener, error) {
@@ -436,16 +429,12 @@ func (i *Interceptor) Stats() (Stats, error) {
 func (i *Interceptor) DropStale() error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	var errs []error
-	for a := range i.stale {
-		if err := i.routes.del(a); err != nil {
-			errs = append(errs, err)
-			continue
-		}
+	removed, err := i.routes.delAll(slices.Collect(maps.Keys(i.stale)))
+	for _, a := range removed {
 		delete(i.stale, a)
 		i.log.Info("removed a local route the daemon before used and this one does not", "addr", a)
 	}
-	return errors.Join(errs...)
+	return err
 }
 
 // ListenerFiles returns duplicates of the listeners' descriptors (IPv4,
@@ -539,8 +528,8 @@ func (i *Interceptor) release() error {
 		}
 	}
 	errs = append(errs, i.objs.Close())
-	if i.h != nil {
-		i.h.Close()
+	if i.routes.h != nil {
+		i.routes.h.Close()
 	}
 	return errors.Join(errs...)
 }

@@ -63,6 +63,20 @@ func (r *routes) del(a netip.Addr) error {
 	return nil
 }
 
+// delAll removes the local routes for as and returns the addresses whose
+// route went; the errors of the others are joined.
+func (r *routes) delAll(as []netip.Addr) (removed []netip.Addr, err error) {
+	var errs []error
+	for _, a := range as {
+		if err := r.del(a); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, a)
+	}
+	return removed, errors.Join(errs...)
+}
+
 // owned lists the local routes in the table that carry the protocol: the
 // ones this interceptor, or an earlier one that did not close, added.
 func (r *routes) owned() ([]netip.Addr, error) {
