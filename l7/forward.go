@@ -81,20 +81,21 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if status == 0 {
 		status = x.status
 	}
-	s := stats.Sample{Status: status, BytesIn: x.body.count(), BytesOut: cw.n.Load(),
-		Duration: time.Since(start), UpstreamDuration: x.upstreamTime}
+	body := cw.n.Load()
+	s := stats.Sample{Status: status, BytesIn: requestHeadSize(r.Method, r.RequestURI, r.Host, r.Header) + x.body.count(),
+		BytesOut: cw.head.Load() + body, Duration: time.Since(start), UpstreamDuration: x.upstreamTime}
 	vs.stats.Observe(s)
 	if rt != nil {
 		rt.stats.Observe(s)
 	}
-	p.logAccess(r, x, vs.name, locName, s, start)
+	p.logAccess(r, x, vs.name, locName, s, body, start)
 }
 
-func (p *Proxy) logAccess(r *http.Request, x *exchange, vs, loc string, s stats.Sample, start time.Time) {
+func (p *Proxy) logAccess(r *http.Request, x *exchange, vs, loc string, s stats.Sample, body int64, start time.Time) {
 	e := accesslog.Entry{
 		Time: start, RemoteAddr: r.RemoteAddr, Method: r.Method, Host: r.Host, URI: r.RequestURI,
-		Proto: r.Proto, Status: s.Status, BytesIn: s.BytesIn, BytesOut: s.BytesOut, Duration: s.Duration,
-		UpstreamAddr: x.upstreamAddr, UpstreamTime: x.upstreamTime, Referer: r.Referer(),
+		Proto: r.Proto, Status: s.Status, RequestLength: s.BytesIn, BytesSent: s.BytesOut, BodyBytesSent: body,
+		Duration: s.Duration, UpstreamAddr: x.upstreamAddr, UpstreamTime: x.upstreamTime, Referer: r.Referer(),
 		UserAgent: r.UserAgent(), VServer: vs, Location: loc, TLS: tlsName(r),
 	}
 	if x.route != nil {
@@ -263,11 +264,13 @@ func (p *Proxy) attempt(req *http.Request, x *exchange, tr *upstreamTransport, s
 	srv.Report(true)
 	x.upstreamAddr, x.upstreamTime = addr, took
 	status := resp.StatusCode
+	sent := requestHeadSize(out.Method, out.URL.RequestURI(), out.Host, out.Header)
+	got := responseHeadSize(status, resp.Header)
 	done := func(n int64) {
 		cancel()
 		srv.Release()
 		ss.ConnClose()
-		ss.Observe(stats.Sample{Status: status, BytesIn: x.body.count(), BytesOut: n, UpstreamDuration: took})
+		ss.Observe(stats.Sample{Status: status, BytesIn: sent + x.body.count(), BytesOut: got + n, UpstreamDuration: took})
 	}
 	if rw, ok := resp.Body.(io.ReadWriteCloser); ok && status == http.StatusSwitchingProtocols {
 		x.status = status // the upgrade hijacks the connection; the writer never sees it
@@ -408,7 +411,38 @@ func (b *countingBody) count() int64 {
 	return b.n.Load()
 }
 
-// countingWriter records the status and counts the body bytes written.
+// Heads on the paths net/http serves (HTTP/2, HTTP/3, HTTP/1.1 handed
+// over) are counted as HTTP/1.1 would send them, as nginx counts HTTP/2's:
+// on the wire they are compressed, or parsed where the counters do not see.
+// The headers net/http adds itself (Date, framing) are not among them.
+
+// requestHeadSize is the size of a request head: its line, Host and fields.
+func requestHeadSize(method, target, host string, h http.Header) int64 {
+	n := len(method) + len(target) + len("  HTTP/1.1\r\n") + fieldsSize(h)
+	if host != "" {
+		n += len("Host: \r\n") + len(host)
+	}
+	return int64(n)
+}
+
+// responseHeadSize is the size of a response head: its status line and fields.
+func responseHeadSize(status int, h http.Header) int64 {
+	return int64(len("HTTP/1.1 000 \r\n") + len(http.StatusText(status)) + fieldsSize(h))
+}
+
+// fieldsSize is the size of "Name: value\r\n" for each field, and the empty line.
+func fieldsSize(h http.Header) int {
+	n := 2
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// countingWriter records the status and counts the bytes written: the
+// heads (as responseHeadSize) and the body.
 // Unwrap lets http.ResponseController (used by ReverseProxy for flushing
 // and upgrades) reach the real writer.
 //
@@ -420,16 +454,21 @@ func (b *countingBody) count() int64 {
 type countingWriter struct {
 	http.ResponseWriter
 	status int
-	n      atomic.Int64
+	head   atomic.Int64  // the heads sent, interim ones included
+	n      atomic.Int64  // the body
 	body   *countingBody // an HTTP/1.x request's body; nil for none and for HTTP/2
 }
 
 func (w *countingWriter) WriteHeader(code int) {
-	if w.status == 0 || w.status < 200 {
+	sent := w.status < 200 // net/http sends no second final head
+	if sent {
 		w.status = code
 	}
 	if code >= 200 && w.body.unread() {
 		w.Header().Set("Connection", "close")
+	}
+	if sent {
+		w.head.Add(responseHeadSize(code, w.Header()))
 	}
 	w.ResponseWriter.WriteHeader(code)
 }

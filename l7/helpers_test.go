@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,7 +61,59 @@ func (tp *testProxy) url(path string) string { return "http://" + tp.addr.String
 // backend is an HTTP server that answers with its name and what it saw.
 func backend(t *testing.T, name string) *httptest.Server {
 	t.Helper()
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := httptest.NewServer(backendHandler(name))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// countedBackend is a backend whose connections count the bytes they carry.
+func countedBackend(t *testing.T, name string) (*httptest.Server, *wireCount) {
+	t.Helper()
+	s := httptest.NewUnstartedServer(backendHandler(name))
+	wc := &wireCount{}
+	s.Listener = countedListener{Listener: s.Listener, wc: wc}
+	s.Start()
+	t.Cleanup(s.Close)
+	return s, wc
+}
+
+// wireCount is what connections read and wrote, all of them together.
+type wireCount struct{ read, written atomic.Int64 }
+
+type countedConn struct {
+	net.Conn
+	wc *wireCount
+}
+
+func (c countedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.wc.read.Add(int64(n))
+	return n, err
+}
+
+func (c countedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.wc.written.Add(int64(n))
+	return n, err
+}
+
+type countedListener struct {
+	net.Listener
+	wc *wireCount
+}
+
+func (l countedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countedConn{Conn: c, wc: l.wc}, nil
+}
+
+// backendHandler answers "NAME N", N the body bytes it read, and tells in
+// headers what it saw of the request.
+func backendHandler(name string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Backend", name)
 		w.Header().Set("X-Seen-XFF", r.Header.Get("X-Forwarded-For"))
 		w.Header().Set("X-Seen-Proto", r.Header.Get("X-Forwarded-Proto"))
@@ -71,9 +124,7 @@ func backend(t *testing.T, name string) *httptest.Server {
 		w.Header().Set("X-Seen-Query", r.URL.RawQuery)
 		n, _ := io.Copy(io.Discard, r.Body)
 		fmt.Fprintf(w, "%s %d", name, n)
-	}))
-	t.Cleanup(s.Close)
-	return s
+	})
 }
 
 // slowUpstream answers nothing for 10 s; gone receives when a request's

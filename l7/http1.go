@@ -82,7 +82,8 @@ type h1conn struct {
 	resp    h1response
 	busy    atomic.Bool // a request is being served
 	in      clientReader
-	scratch []byte // reused for what is written from pieces
+	io      countingIO // br's and bw's: the bytes of each request and answer, for the counters
+	scratch []byte     // reused for what is written from pieces
 
 	// The request being read or served: the first on the connection, its
 	// deadlines set (waiting) and the header one among them, its route.
@@ -195,10 +196,11 @@ func (p *Proxy) serveHTTP1(c net.Conn, o h1opts) {
 	case *fifopoll.Conn, *net.TCPConn: // a plain socket: served raw (serveRaw)
 		h.in.rc, _ = c.(syscall.Conn).SyscallConn()
 	}
+	h.io = countingIO{r: &h.in, w: c}
 	h.br = h1Readers.Get().(*bufio.Reader)
-	h.br.Reset(&h.in)
+	h.br.Reset(&h.io)
 	h.bw = h1Writers.Get().(*bufio.Writer)
-	h.bw.Reset(c)
+	h.bw.Reset(&h.io)
 	p.h1.add(h)
 	handedOver := false
 	defer func() {
@@ -442,7 +444,7 @@ func (b *bufferedConn) Read(p []byte) (int, error) { return b.br.Read(p) }
 // h1result is what became of one request, for the counters and the log.
 type h1result struct {
 	status       int
-	bytesOut     int64
+	bytesOut     int64 // of the body
 	upstreamAddr string
 	upstreamTime time.Duration
 	keep         bool // the client connection may serve another request
@@ -454,6 +456,10 @@ func (h *h1conn) serve(vs *vserver, rt *route) bool {
 	start := time.Now()
 	h.start, h.attempted = start, false
 	q := &h.req
+	// What the client sent of this request and got of its answer: from its
+	// head, which is consumed already, on.
+	readFrom := h.io.read - int64(h.br.Buffered()) - int64(len(q.head))
+	wroteFrom := h.io.written + int64(h.bw.Buffered())
 	vs.stats.ConnOpen()
 	var res h1result
 	if rt == nil {
@@ -471,7 +477,8 @@ func (h *h1conn) serve(vs *vserver, rt *route) bool {
 		res.keep = false
 	}
 	vs.stats.ConnClose()
-	s := stats.Sample{Status: res.status, BytesIn: q.length, BytesOut: res.bytesOut, Duration: time.Since(start),
+	s := stats.Sample{Status: res.status, BytesIn: h.io.read - int64(h.br.Buffered()) - readFrom,
+		BytesOut: h.io.written + int64(h.bw.Buffered()) - wroteFrom, Duration: time.Since(start),
 		UpstreamDuration: res.upstreamTime}
 	vs.stats.Observe(s)
 	locName, upName := "", ""
@@ -481,7 +488,8 @@ func (h *h1conn) serve(vs *vserver, rt *route) bool {
 	}
 	if h.p.access.Enabled() {
 		e := accesslog.Entry{Time: start, RemoteAddr: h.remote, Method: q.method, Host: q.host, URI: q.target,
-			Proto: "HTTP/1.1", TLS: h.tls, Status: s.Status, BytesIn: s.BytesIn, BytesOut: s.BytesOut, Duration: s.Duration,
+			Proto: "HTTP/1.1", TLS: h.tls, Status: s.Status, RequestLength: s.BytesIn, BytesSent: s.BytesOut,
+			BodyBytesSent: res.bytesOut, Duration: s.Duration,
 			UpstreamAddr: res.upstreamAddr, UpstreamTime: res.upstreamTime, Referer: q.referer,
 			UserAgent: q.userAgent, VServer: vs.name, Location: locName, Upstream: upName}
 		// The log writes the entry later; the next request reuses the head's buffer.
@@ -548,6 +556,7 @@ func (h *h1conn) attempt(rt *route, srv *upstream.Server, res *h1result) (bool, 
 	h.writeResponseHead(res.keep)
 	n, err := h.relayBody(pc, readTimeout)
 	res.bytesOut = n
+	sent, got := pc.exchanged()
 	if err == nil && !r.close {
 		rt.tr.fast.put(addr, pc) // idle, it reads nothing; whoever takes it sets its deadline
 	} else {
@@ -556,7 +565,7 @@ func (h *h1conn) attempt(rt *route, srv *upstream.Server, res *h1result) (bool, 
 	if err != nil {
 		res.keep = false // the answer was cut short: only closing tells the client
 	}
-	ss.Observe(stats.Sample{Status: r.status, BytesIn: h.req.length, BytesOut: n, UpstreamDuration: took})
+	ss.Observe(stats.Sample{Status: r.status, BytesIn: sent, BytesOut: got, UpstreamDuration: took})
 	return true, nil
 }
 
@@ -582,6 +591,7 @@ func (h *h1conn) exchangeHead(rt *route, addr string, readTimeout time.Duration,
 		if err != nil {
 			return nil, err
 		}
+		pc.startExchange()
 		// The wait's deadline is the sooner of the read timeout and the
 		// first client probe; awaitUpstream moves it on. (Writes have the
 		// upstream's write timeout: writeTimeoutConn.)

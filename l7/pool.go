@@ -3,6 +3,7 @@ package l7
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -19,10 +20,14 @@ import (
 // pooledConn is one idle keep-alive connection to an upstream server.
 type pooledConn struct {
 	net.Conn
-	br    *bufio.Reader
-	bw    *bufio.Writer
-	rc    syscall.RawConn // the socket's; nil when c is not one
-	since time.Time
+	br *bufio.Reader
+	bw *bufio.Writer
+	io countingIO // br's and bw's
+	// io's counts when the exchange began (startExchange), what br held
+	// not counted.
+	readFrom, wroteFrom int64
+	rc                  syscall.RawConn // the socket's; nil when c is not one
+	since               time.Time
 	// readDeadline is the read deadline as last set (setWaitDeadline).
 	readDeadline time.Time
 
@@ -34,7 +39,8 @@ type pooledConn struct {
 }
 
 func newPooledConn(c net.Conn) *pooledConn {
-	pc := &pooledConn{Conn: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 8<<10)}
+	pc := &pooledConn{Conn: c, io: countingIO{r: c, w: c}}
+	pc.br, pc.bw = bufio.NewReaderSize(&pc.io, 16<<10), bufio.NewWriterSize(&pc.io, 8<<10)
 	if w, ok := c.(*writeTimeoutConn); ok {
 		c = w.Conn
 	}
@@ -43,6 +49,37 @@ func newPooledConn(c net.Conn) *pooledConn {
 	}
 	pc.flushFn = pc.flushThenWait
 	return pc
+}
+
+// startExchange marks the start of a request on pc, for exchanged.
+func (pc *pooledConn) startExchange() {
+	pc.readFrom = pc.io.read - int64(pc.br.Buffered())
+	pc.wroteFrom = pc.io.written + int64(pc.bw.Buffered())
+}
+
+// exchanged returns the bytes the request took to the server and its
+// answer brought back since startExchange.
+func (pc *pooledConn) exchanged() (sent, got int64) {
+	return pc.io.written + int64(pc.bw.Buffered()) - pc.wroteFrom, pc.io.read - int64(pc.br.Buffered()) - pc.readFrom
+}
+
+// countingIO counts the bytes read from r and written to w.
+type countingIO struct {
+	r             io.Reader
+	w             io.Writer
+	read, written int64
+}
+
+func (c *countingIO) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.read += int64(n)
+	return n, err
+}
+
+func (c *countingIO) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.written += int64(n)
+	return n, err
 }
 
 // setWaitDeadline gives the wait for an answer the read deadline t, or

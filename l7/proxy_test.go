@@ -292,13 +292,31 @@ func TestH2CAndGRPCTrailersPassThrough(t *testing.T) {
 	if got := resp.Trailer.Get("Grpc-Status"); got != "0" {
 		t.Errorf("grpc-status trailer %q", got)
 	}
-	// The upstream server's counters have the message both ways.
+	// The upstream server's counters have the message both ways, with
+	// the heads as HTTP/1.1 would send them (HTTP/2 compresses them): the
+	// request's line, Host and fields; the response's status line and
+	// the three fields the handler set, at least.
 	srv := func() stats.Totals { return tp.Stats().Snapshot().Upstreams["u"].Servers[hostPort(b)] }
-	if in := settled(func() uint64 { return srv().BytesIn }, uint64(len(msg))); in != uint64(len(msg)) {
-		t.Errorf("the server counted %d bytes in, want %d", in, len(msg))
+	inHead := len("POST /echo.Echo/Say HTTP/1.1\r\nHost: \r\nContent-Type: application/grpc\r\n\r\n") + len(tp.addr.String())
+	outHead := len("HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\nTrailer: Grpc-Status\r\nX-Upstream-Proto: HTTP/2.0\r\n\r\n")
+	settled(func() uint64 { return srv().Requests }, 1)
+	if in := srv().BytesIn; in < uint64(len(msg)+inHead) || in > uint64(len(msg)+inHead+1024) {
+		t.Errorf("the server counted %d bytes in, want the %d of the message and a head of at least %d", in, len(msg), inHead)
 	}
-	if out := srv().BytesOut; out != uint64(len(msg)) {
-		t.Errorf("the server counted %d bytes out, want %d", out, len(msg))
+	if out := srv().BytesOut; out < uint64(len(msg)+outHead) || out > uint64(len(msg)+outHead+1024) {
+		t.Errorf("the server counted %d bytes out, want the %d of the message and a head of at least %d", out, len(msg), outHead)
+	}
+}
+
+// On the paths net/http serves, heads are counted as HTTP/1.1 sends them.
+func TestHeadSizesAreHTTP1s(t *testing.T) {
+	h := http.Header{"Accept": {"*/*"}, "X-Two": {"a", "bc"}}
+	if got, want := requestHeadSize("GET", "/a?b", "example.com", h),
+		len("GET /a?b HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\nX-Two: a\r\nX-Two: bc\r\n\r\n"); got != int64(want) {
+		t.Errorf("request head: %d, want %d", got, want)
+	}
+	if got, want := responseHeadSize(404, h), len("HTTP/1.1 404 Not Found\r\nAccept: */*\r\nX-Two: a\r\nX-Two: bc\r\n\r\n"); got != int64(want) {
+		t.Errorf("response head: %d, want %d", got, want)
 	}
 }
 

@@ -30,10 +30,6 @@ func aclCommand() *cli.Command {
 	}
 }
 
-func ifMatchFlag() cli.Flag {
-	return &cli.StringFlag{Name: "if-match", Usage: "only if the list is at this version (or * for any existing list)"}
-}
-
 func aclPolicyCommand() *cli.Command {
 	return &cli.Command{
 		Name: "policy", Usage: "show the ACL mode, or set it: deny (drop what deny lists hold) or allow (drop what no allow list holds)",
@@ -138,7 +134,7 @@ func aclListCommand() *cli.Command {
 func aclPatchCommand(name, usage string) *cli.Command {
 	return &cli.Command{
 		Name: name, Usage: usage, ArgsUsage: "NAME CIDR…",
-		Flags: []cli.Flag{outputFlag(), ifMatchFlag(),
+		Flags: []cli.Flag{outputFlag(), ifMatchOf("list"),
 			&cli.StringFlag{Name: "kind", Usage: "deny or allow, for a list that does not exist yet (default deny)"}},
 		Action: apiAction(func(c *cli.Context, ctx context.Context, api *client.Client) error {
 			if err := wantArgs(c, 2, -1); err != nil {
@@ -212,7 +208,7 @@ func aclShowCommand() *cli.Command {
 
 func aclDropCommand() *cli.Command {
 	return &cli.Command{
-		Name: "drop", Usage: "delete a list", ArgsUsage: "NAME", Flags: []cli.Flag{ifMatchFlag()},
+		Name: "drop", Usage: "delete a list", ArgsUsage: "NAME", Flags: []cli.Flag{ifMatchOf("list")},
 		Action: apiAction(func(c *cli.Context, ctx context.Context, api *client.Client) error {
 			if err := wantArgs(c, 1, 1); err != nil {
 				return err

@@ -15,7 +15,7 @@ func aclSetCommand() *cli.Command {
 			outputFlag(),
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the list file, or - for stdin (required)"},
 			&cli.StringFlag{Name: "kind", Usage: "deny or allow (default: deny for a new list, unchanged for an existing one)"},
-			ifMatchFlag(),
+			ifMatchOf("list"),
 		},
 		Action: func(c *cli.Context) error {
 			if err := wantArgs(c, 1, 1); err != nil {

@@ -40,9 +40,9 @@ func svcSetCommand() *cli.Command {
 			&cli.StringFlag{Name: "proto", Value: "tcp", Usage: "tcp or udp"},
 			&cli.StringFlag{Name: "mode", Value: string(l4.ModeDSRIPIP), Usage: "dsr-ipip, dsr-l2 or l7 (the L7 proxy answers; no backends)"},
 			&cli.StringSliceFlag{Name: "backend", Usage: "ADDR[,weight=N][,state=active|drain|down] (repeatable)"},
-			&cli.UintFlag{Name: "table-size", Usage: "Maglev table size, a prime (default 65537)"},
+			&cli.UintFlag{Name: "table-size", Usage: "Maglev table size, a prime", DefaultText: "65537"},
 			&cli.StringFlag{Name: "hash", Usage: "5-tuple (default) or src-ip (client affinity)"},
-			ifMatchFlag(), outputFlag(),
+			ifMatchOf("service"), outputFlag(),
 		},
 		Action: apiAction(func(c *cli.Context, ctx context.Context, api *client.Client) error {
 			if err := wantArgs(c, 1, 1); err != nil {
@@ -163,7 +163,7 @@ func svcShowCommand() *cli.Command {
 
 func svcDelCommand() *cli.Command {
 	return &cli.Command{
-		Name: "del", Usage: "delete a service (its flows end)", ArgsUsage: "NAME", Flags: []cli.Flag{ifMatchFlag()},
+		Name: "del", Usage: "delete a service (its flows end)", ArgsUsage: "NAME", Flags: []cli.Flag{ifMatchOf("service")},
 		Action: apiAction(func(c *cli.Context, ctx context.Context, api *client.Client) error {
 			if err := wantArgs(c, 1, 1); err != nil {
 				return err
@@ -179,9 +179,11 @@ func svcBackendCommand() *cli.Command {
 		Usage:     "change one backend: --weight N, --drain (keep its flows, no new ones), --down (its flows rehash) or --up",
 		ArgsUsage: "NAME ADDR",
 		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "weight", Value: -1, Usage: "new weight, 0-65535"},
-			&cli.BoolFlag{Name: "drain"}, &cli.BoolFlag{Name: "down"}, &cli.BoolFlag{Name: "up"},
-			ifMatchFlag(), outputFlag(),
+			&cli.IntFlag{Name: "weight", Usage: "new weight, 0-65535", DefaultText: "unchanged"},
+			&cli.BoolFlag{Name: "drain", Usage: "keep its flows, send it no new ones"},
+			&cli.BoolFlag{Name: "down", Usage: "take it out: its flows rehash to the others"},
+			&cli.BoolFlag{Name: "up", Usage: "make it active again"},
+			ifMatchOf("service"), outputFlag(),
 		},
 		Action: apiAction(func(c *cli.Context, ctx context.Context, api *client.Client) error {
 			if err := wantArgs(c, 2, 2); err != nil {
@@ -199,7 +201,8 @@ func svcBackendCommand() *cli.Command {
 			if states > 1 {
 				return usageError(c, "svc backend: --drain, --down and --up exclude each other")
 			}
-			if w := c.Int("weight"); w != -1 {
+			if c.IsSet("weight") {
+				w := c.Int("weight")
 				if w < 0 || w > 65535 {
 					return usageError(c, "svc backend: --weight %d: want 0-65535", w)
 				}

@@ -14,7 +14,7 @@ import (
 	"github.com/sluicelb/sluice/mgmt/client"
 )
 
-// ifMatchOf is the --if-match flag of the L7 objects.
+// ifMatchOf is the --if-match flag of every versioned object (what names it).
 func ifMatchOf(what string) cli.Flag {
 	return &cli.StringFlag{Name: "if-match", Usage: "only if the " + what + " is at this version (or * for any existing one)"}
 }

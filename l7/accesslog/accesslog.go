@@ -24,8 +24,9 @@ type Entry struct {
 	RemoteAddr               string        // client ip:port
 	Method, Host, URI, Proto string        // Host as the client sent it; URI with the query
 	Status                   int           // 0: no response was sent
-	BytesIn                  int64         // request body bytes read from the client
-	BytesOut                 int64         // response body bytes sent to the client
+	RequestLength            int64         // bytes of the request read from the client: head and body
+	BytesSent                int64         // bytes of the response sent to the client: head and body
+	BodyBytesSent            int64         // the response body's part of BytesSent
 	Duration                 time.Duration // request start → last byte sent
 	Upstream                 string        // pool name
 	UpstreamAddr             string        // the server that answered ("" if none)

@@ -47,6 +47,7 @@ const (
 	vRequest
 	vStatus
 	vBodyBytesSent
+	vBytesSent
 	vRequestLength
 	vRequestTime
 	vUpstreamAddr
@@ -77,7 +78,8 @@ var variables = map[string]int{
 	"request":                vRequest,
 	"status":                 vStatus,
 	"body_bytes_sent":        vBodyBytesSent,
-	"request_length":         vRequestLength, // request body bytes read from the client
+	"bytes_sent":             vBytesSent,     // the whole response: head and body
+	"request_length":         vRequestLength, // the whole request: head and body
 	"request_time":           vRequestTime,   // seconds with milliseconds
 	"upstream_addr":          vUpstreamAddr,
 	"upstream_response_time": vUpstreamResponseTime, // seconds to the upstream's response header
@@ -207,9 +209,11 @@ func appendVar(dst []byte, v int, e *Entry) []byte {
 		}
 		return strconv.AppendInt(dst, int64(e.Status), 10)
 	case vBodyBytesSent:
-		return strconv.AppendInt(dst, e.BytesOut, 10)
+		return strconv.AppendInt(dst, e.BodyBytesSent, 10)
+	case vBytesSent:
+		return strconv.AppendInt(dst, e.BytesSent, 10)
 	case vRequestLength:
-		return strconv.AppendInt(dst, e.BytesIn, 10)
+		return strconv.AppendInt(dst, e.RequestLength, 10)
 	case vRequestTime:
 		return appendMillis(dst, e.Duration.Milliseconds())
 	case vUpstreamAddr:
@@ -366,9 +370,11 @@ func (jsonFormat) append(dst []byte, e *Entry) []byte {
 	dst = append(dst, `,"status":`...)
 	dst = strconv.AppendInt(dst, int64(e.Status), 10)
 	dst = append(dst, `,"bytes_in":`...)
-	dst = strconv.AppendInt(dst, e.BytesIn, 10)
+	dst = strconv.AppendInt(dst, e.RequestLength, 10)
 	dst = append(dst, `,"bytes_out":`...)
-	dst = strconv.AppendInt(dst, e.BytesOut, 10)
+	dst = strconv.AppendInt(dst, e.BytesSent, 10)
+	dst = append(dst, `,"body_bytes_sent":`...)
+	dst = strconv.AppendInt(dst, e.BodyBytesSent, 10)
 	dst = append(dst, `,"duration":`...)
 	dst = appendSeconds(dst, e.Duration)
 	dst = append(dst, `,"upstream":`...)

@@ -16,7 +16,7 @@ func knownEntry() Entry {
 		Time:       time.Date(2026, time.November, 24, 10, 0, 0, 0, time.UTC),
 		RemoteAddr: "192.0.2.10:54321",
 		Method:     "GET", Host: "WWW.Example.com:8443", URI: `/search?q="x"`, Proto: "HTTP/1.1",
-		Status: 200, BytesIn: 12, BytesOut: 5120,
+		Status: 200, RequestLength: 212, BytesSent: 5390, BodyBytesSent: 5120,
 		Duration: 123456789 * time.Nanosecond,
 		Upstream: "web", UpstreamAddr: "10.0.0.5:8080", UpstreamTime: 45600 * time.Microsecond,
 		Referer: "https://example.com/", UserAgent: "curl/8.5.0",
@@ -42,7 +42,7 @@ func TestCombinedLineIsNginxs(t *testing.T) {
 		{"known entry", func(*Entry) {},
 			`192.0.2.10 - - [24/Nov/2026:10:00:00 +0000] "GET /search?q=\x22x\x22 HTTP/1.1" 200 5120 "https://example.com/" "curl/8.5.0"`},
 		{"no referer, no user agent, no response", func(e *Entry) {
-			e.Referer, e.UserAgent, e.Status, e.BytesOut = "", "", 0, 0
+			e.Referer, e.UserAgent, e.Status, e.BytesSent, e.BodyBytesSent = "", "", 0, 0, 0
 		}, `192.0.2.10 - - [24/Nov/2026:10:00:00 +0000] "GET /search?q=\x22x\x22 HTTP/1.1" 000 0 "-" "-"`},
 		{"IPv6 client, local time zone", func(e *Entry) {
 			e.RemoteAddr = "[2001:db8::1]:443"
@@ -71,7 +71,7 @@ func TestJSONLine(t *testing.T) {
 	got := format(t, Config{Format: "json"}, e)
 	want := `{"time":"2026-11-24T10:00:00.000Z","remote_addr":"192.0.2.10","remote_port":54321,` +
 		`"method":"GET","host":"WWW.Example.com:8443","uri":"/search?q=\"x\"","proto":"HTTP/1.1",` +
-		`"status":200,"bytes_in":12,"bytes_out":5120,"duration":0.123457,"upstream":"web",` +
+		`"status":200,"bytes_in":212,"bytes_out":5390,"body_bytes_sent":5120,"duration":0.123457,"upstream":"web",` +
 		`"upstream_addr":"10.0.0.5:8080","upstream_time":0.0456,"referer":"https://example.com/",` +
 		`"user_agent":"curl/8.5.0","vserver":"www","location":"search","tls":"TLSv1.3"}`
 	if got != want {
@@ -103,6 +103,7 @@ func TestTemplateEveryVariable(t *testing.T) {
 	}
 	want := map[string]string{
 		"body_bytes_sent":        "5120",
+		"bytes_sent":             "5390",
 		"host":                   "www.example.com",
 		"http_host":              "WWW.Example.com:8443",
 		"http_referer":           "https://example.com/",
@@ -113,7 +114,7 @@ func TestTemplateEveryVariable(t *testing.T) {
 		"remote_port":            "54321",
 		"remote_user":            "-",
 		"request":                `GET /search?q=\x22x\x22 HTTP/1.1`,
-		"request_length":         "12",
+		"request_length":         "212",
 		"request_method":         "GET",
 		"request_time":           "0.123",
 		"request_uri":            `/search?q=\x22x\x22`,

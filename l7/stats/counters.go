@@ -11,8 +11,8 @@ import (
 // Sample is one finished request (or, for an upstream server, one attempt).
 type Sample struct {
 	Status           int           // HTTP status sent; 0 when there was no response
-	BytesIn          int64         // bytes received from the client (request body)
-	BytesOut         int64         // bytes sent to the client (response body)
+	BytesIn          int64         // bytes of the request, head and body: read from the client (for an upstream server: sent to it)
+	BytesOut         int64         // bytes of the response, head and body: sent to the client (for an upstream server: read from it)
 	Duration         time.Duration // whole request; 0: not measured, not observed
 	UpstreamDuration time.Duration // time to the upstream's response header; 0: no upstream
 }

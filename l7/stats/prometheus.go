@@ -14,7 +14,7 @@ func newDescs(prefix, what, latencyName, latencyHelp string, labels ...string) d
 	return descs{
 		requests:  prometheus.NewDesc(prefix+"requests_total", "Requests finished at each "+what+".", labels, nil),
 		responses: prometheus.NewDesc(prefix+"responses_total", "Responses of each "+what+" by status class (xxx: no response).", with(labels, "class"), nil),
-		bytes:     prometheus.NewDesc(prefix+"bytes_total", "Body bytes of each "+what+": of requests (in) and of responses (out).", with(labels, "direction"), nil),
+		bytes:     prometheus.NewDesc(prefix+"bytes_total", "Bytes of each "+what+"'s requests (in) and responses (out), heads and bodies.", with(labels, "direction"), nil),
 		active:    prometheus.NewDesc(prefix+"active_connections", "Requests in flight at each "+what+".", labels, nil),
 		latency:   prometheus.NewDesc(latencyName, latencyHelp, labels, nil),
 	}
