@@ -4,7 +4,13 @@
  * IPv6 (IP6IP6) header of packets whose inner destination is a local VIP, so
  * a backend needs no ipip module; the stack then sees the client's packet to
  * the VIP, which the backend holds on its loopback. Everything else passes
- * untouched. */
+ * untouched.
+ *
+ * The VIPs are the ones decap_vips lists; when it holds the zero key
+ * instead, every inner destination the kernel would not route on to
+ * another host (see routed_on): a local address, or any when the ingress
+ * interface does not forward. So a backend that is also a router never
+ * turns a tunnel into a packet for its other networks. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -16,7 +22,8 @@
 #include "include/structs.h"
 #include "include/encap.h"
 
-/* The local VIPs (svc_key with port and proto 0); empty: every inner destination. */
+/* The local VIPs (svc_key with port and proto 0); the zero key: every inner
+ * destination not routed on (routed_on); empty: none. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct svc_key);
@@ -43,19 +50,54 @@ static __always_inline void count(__u32 what, struct xdp_md *ctx)
 	}
 }
 
-/* is_local says whether decap_vips holds addr, or is empty (probed with the zero key). */
-static __always_inline int is_local(const void *addr, int len, __u8 family)
+/* routed_on says whether the kernel would route the inner packet on to
+ * another host: its FIB has a unicast route for it, reachable or not yet
+ * resolved, and the ingress interface forwards. A local destination, no
+ * route, or forwarding off all mean the stack takes the packet itself or
+ * drops it. A lookup the helper refuses (no such interface) counts as not
+ * routed: the tunnel is stripped, as it is without the check. */
+static __always_inline int routed_on(struct xdp_md *ctx, __u8 family, const void *src, const void *dst,
+				     __u16 tot_len, __u8 tos)
+{
+	struct bpf_fib_lookup p = {};
+
+	p.ifindex = ctx->ingress_ifindex;
+	p.tot_len = tot_len;
+	if (family == 4) {
+		p.family = SL_AF_INET;
+		p.tos = tos;
+		__builtin_memcpy(&p.ipv4_src, src, 4);
+		__builtin_memcpy(&p.ipv4_dst, dst, 4);
+	} else {
+		p.family = SL_AF_INET6;
+		__builtin_memcpy(p.ipv6_src, src, 16);
+		__builtin_memcpy(p.ipv6_dst, dst, 16);
+	}
+	switch (bpf_fib_lookup(ctx, &p, sizeof(p), 0)) {
+	case BPF_FIB_LKUP_RET_SUCCESS:
+	case BPF_FIB_LKUP_RET_NO_NEIGH:
+	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
+		return 1;
+	}
+	return 0;
+}
+
+/* is_local says whether the inner packet is for this host: decap_vips
+ * holds its destination, or holds the zero key and the kernel would not
+ * route the packet on (routed_on). */
+static __always_inline int is_local(struct xdp_md *ctx, const void *src, const void *dst, int len, __u16 tot_len,
+				    __u8 tos)
 {
 	struct svc_key k = {};
-	__u32 *any;
 
-	__builtin_memcpy(k.addr, addr, len == 4 ? 4 : 16);
-	k.family = family;
+	__builtin_memcpy(k.addr, dst, len == 4 ? 4 : 16);
+	k.family = len == 4 ? 4 : 6;
 	if (bpf_map_lookup_elem(&decap_vips, &k))
 		return 1;
 	__builtin_memset(&k, 0, sizeof(k));
-	any = bpf_map_lookup_elem(&decap_vips, &k);
-	return any != 0;
+	if (!bpf_map_lookup_elem(&decap_vips, &k))
+		return 0;
+	return !routed_on(ctx, len == 4 ? 4 : 6, src, dst, tot_len, tos);
 }
 
 SEC("xdp")
@@ -96,7 +138,7 @@ int sluice_decap(struct xdp_md *ctx)
 		 * and one whose header checksum is wrong to the stack to drop. */
 		if ((out->frag_off & bpf_htons(0x2000 | 0x1fff)) || ipv4_csum(out))
 			return XDP_PASS;
-		if (!is_local(&in->daddr, 4, 4)) {
+		if (!is_local(ctx, &in->saddr, &in->daddr, 4, bpf_ntohs(in->tot_len), in->tos)) {
 			count(DECAP_NOT_LOCAL, ctx);
 			return XDP_PASS;
 		}
@@ -111,7 +153,7 @@ int sluice_decap(struct xdp_md *ctx)
 		if ((void *)(in + 1) > data_end || out->version != 6 || out->nexthdr != IPPROTO_IPV6 ||
 		    in->version != 6)
 			return XDP_PASS;
-		if (!is_local(&in->daddr, 16, 6)) {
+		if (!is_local(ctx, &in->saddr, &in->daddr, 16, sizeof(*in) + bpf_ntohs(in->payload_len), 0)) {
 			count(DECAP_NOT_LOCAL, ctx);
 			return XDP_PASS;
 		}

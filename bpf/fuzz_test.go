@@ -232,18 +232,10 @@ func FuzzDecap(f *testing.F) {
 		must(f, objs.DecapVips.Put(decapKey(vip), uint32(1)))
 	}
 	backend4, backend6 := netip.MustParseAddr("10.1.0.11"), netip.MustParseAddr("2001:db8:1::11")
-	tunnel4 := func(inner []byte) []byte {
-		outer := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolIPv4, SrcIP: encap4.Addr().AsSlice(), DstIP: backend4.AsSlice()}
-		return serialize(f, ether(layers.EthernetTypeIPv4), outer, gopacket.Payload(inner[14:]))
-	}
-	tunnel6 := func(inner []byte) []byte {
-		outer := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolIPv6, SrcIP: encap6.Addr().AsSlice(), DstIP: backend6.AsSlice()}
-		return serialize(f, ether(layers.EthernetTypeIPv6), outer, gopacket.Payload(inner[14:]))
-	}
 	for _, seed := range [][]byte{
-		tunnel4(tcp4(f, client4, 40000, vip4, 443, 10, false)),
-		tunnel4(tcp4(f, client4, 40000, netip.MustParseAddr("203.0.113.99"), 443, 10, false)), // not a local VIP
-		tunnel6(tcp6(f, client6, 40000, vip6, 443, 10)),
+		tunnel4(f, tcp4(f, client4, 40000, vip4, 443, 10, false), backend4),
+		tunnel4(f, tcp4(f, client4, 40000, netip.MustParseAddr("203.0.113.99"), 443, 10, false), backend4), // not a local VIP
+		tunnel6(f, tcp6(f, client6, 40000, vip6, 443, 10), backend6),
 		tcp4(f, client4, 40000, vip4, 443, 10, false),
 		vlan(f, "198.51.100.1", layers.EthernetTypeDot1Q),
 	} {

@@ -22,10 +22,6 @@
 #define MAX_STEER_LISTENERS 16
 #endif
 
-/* AF_INET and AF_INET6; <sys/socket.h> is a libc header, not one for BPF. */
-#define SK_AF_INET 2
-#define SK_AF_INET6 10
-
 /* Endpoint (address, port in network order or 0 for every port, protocol,
  * family) → slot of its listener in steer_sockets. */
 struct {
@@ -67,12 +63,12 @@ static __always_inline int endpoint_key(struct bpf_sk_lookup *ctx, struct steer_
 	__u32 a0, a1, a2, a3;
 
 	switch (ctx->family) {
-	case SK_AF_INET:
+	case SL_AF_INET:
 		a0 = ctx->local_ip4;
 		__builtin_memcpy(&k->addr[0], &a0, 4);
 		k->family = 4;
 		break;
-	case SK_AF_INET6:
+	case SL_AF_INET6:
 		a0 = ctx->local_ip6[0];
 		a1 = ctx->local_ip6[1];
 		a2 = ctx->local_ip6[2];

@@ -19,7 +19,7 @@ const DefaultDecapPinDir = "/sys/fs/bpf/sluice-decap"
 
 func vipKey(a netip.Addr) bpf.XDPSvcKey {
 	if !a.IsValid() {
-		return bpf.XDPSvcKey{} // the zero key: every inner destination
+		return bpf.XDPSvcKey{} // the zero key: every inner destination the host does not route on
 	}
 	k := bpf.XDPSvcKey{Family: 6, Addr: a.As16()}
 	if a.Is4() {
@@ -31,9 +31,12 @@ func vipKey(a netip.Addr) bpf.XDPSvcKey {
 }
 
 // Decap attaches the backend-side decapsulation program (bpf/decap.c) to
-// iface: IPIP / IP6IP6 packets whose inner destination is one of vips (every
-// destination when vips is empty) lose their outer header before the stack
-// sees them, so the backend needs no ipip module. The VIPs are a map pinned
+// iface: IPIP / IP6IP6 packets whose inner destination is one of vips lose
+// their outer header before the stack sees them, so the backend needs no
+// ipip module. Without vips, those the kernel would not route on to another
+// host do: to a local address (the VIPs on the loopback), or any when the
+// interface does not forward; a backend that routes keeps tunnels to its
+// other networks as they are. The VIPs are a map pinned
 // under pinDir, shared by every interface, and replaced by each call; the
 // link is pinned too, so the program stays after the command exits.
 func Decap(pinDir, iface string, vips []netip.Addr, mode XDPMode, log *slog.Logger) (Attachment, error) {
@@ -62,8 +65,9 @@ func Decap(pinDir, iface string, vips []netip.Addr, mode XDPMode, log *slog.Logg
 	return Attach(objs.SluiceDecap, pinDir, iface, mode, log)
 }
 
-// setDecapVIPs makes the map hold exactly vips (or the zero key for every
-// destination), adding before removing so a kept VIP is never absent.
+// setDecapVIPs makes the map hold exactly vips (or the zero key: every
+// destination not routed on), adding before removing so a kept VIP is
+// never absent.
 func setDecapVIPs(m *ebpf.Map, vips []netip.Addr) error {
 	want := map[bpf.XDPSvcKey]bool{}
 	for _, a := range vips {

@@ -71,6 +71,11 @@
 /* A Maglev slot that names no backend: the service has none taking new flows. */
 #define NO_BACKEND 0xffffffff
 
+/* AF_INET and AF_INET6 (sockets, FIB lookups); <sys/socket.h> is a libc
+ * header, not one for BPF. */
+#define SL_AF_INET 2
+#define SL_AF_INET6 10
+
 /* The decap program's counters. */
 #define DECAP_STRIPPED 0
 #define DECAP_NOT_LOCAL 1

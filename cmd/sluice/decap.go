@@ -17,7 +17,8 @@ func decapCommand() *cli.Command {
 			"(no ipip module needed); the VIPs must be on the backend's loopback",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "iface", Required: true, Usage: "interface the tunnelled traffic arrives on (repeatable)"},
-			&cli.StringSliceFlag{Name: "vip", Usage: "decapsulate only traffic to this VIP (repeatable; default: every destination)"},
+			&cli.StringSliceFlag{Name: "vip", Usage: "decapsulate only traffic to this VIP (repeatable; default: every local destination, " +
+				"or every one when the interface does not forward)"},
 			&cli.StringFlag{Name: "xdp-mode", Value: "auto", Usage: "auto, native or generic"},
 			&cli.StringFlag{Name: "bpffs", Value: l4.DefaultDecapPinDir, Usage: "pin directory under the bpffs"},
 			&cli.BoolFlag{Name: "detach", Usage: "remove the program from the interfaces instead"},
