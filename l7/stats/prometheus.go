@@ -15,7 +15,7 @@ func newDescs(prefix, what, latencyName, latencyHelp string, labels ...string) d
 		requests:  prometheus.NewDesc(prefix+"requests_total", "Requests finished at each "+what+".", labels, nil),
 		responses: prometheus.NewDesc(prefix+"responses_total", "Responses of each "+what+" by status class (xxx: no response).", with(labels, "class"), nil),
 		bytes:     prometheus.NewDesc(prefix+"bytes_total", "Bytes of each "+what+"'s requests (in) and responses (out), heads and bodies.", with(labels, "direction"), nil),
-		active:    prometheus.NewDesc(prefix+"active_connections", "Requests in flight at each "+what+".", labels, nil),
+		active:    prometheus.NewDesc(prefix+"active_connections", "Connections with a request in flight at each "+what+" (idle keep-alive ones are not active).", labels, nil),
 		latency:   prometheus.NewDesc(latencyName, latencyHelp, labels, nil),
 	}
 }
