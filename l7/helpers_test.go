@@ -1,6 +1,7 @@
 package l7
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,6 +16,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,7 +33,12 @@ type testProxy struct {
 
 func newTestProxy(t testing.TB, limits Limits) *testProxy {
 	t.Helper()
-	p, err := New(Options{Limits: limits})
+	return newTestProxyWith(t, Options{Limits: limits})
+}
+
+func newTestProxyWith(t testing.TB, opts Options) *testProxy {
+	t.Helper()
+	p, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,4 +201,22 @@ func selfSigned(t *testing.T, cn string, names ...string) (certPEM, keyPEM strin
 
 func pemCert(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// syncBuffer is a bytes.Buffer that a logger may write from many goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -61,6 +61,7 @@ type Proxy struct {
 	poll              *fifopoll.Poller // accepted clients and the loop's upstream connections wait here, served in the kernel's order
 	closed            chan struct{}
 	closeOnce         sync.Once
+	noCertWarned      atomic.Int64 // when a handshake without a certificate was last logged (Unix ns)
 }
 
 // New builds a proxy with an empty configuration: it answers 404 until the
@@ -190,7 +191,24 @@ func (p *Proxy) Apply(cfg Config) error {
 	}
 	p.pools, p.upstreams = pools, transports
 	p.retainStats(&cfg)
+	p.warnUncertified(tab)
 	return nil
+}
+
+// warnUncertified logs the TLS services no certificate can serve yet: a
+// configuration the API takes (a certificate may come next), whose
+// handshakes fail until then.
+func (p *Proxy) warnUncertified(tab *table) {
+	if tab.tlsCerts.def != nil || tab.tlcpCerts.def != nil {
+		return
+	}
+	warned := map[string]bool{}
+	for _, ep := range tab.endpoints {
+		if ep.tls && !warned[ep.service] {
+			warned[ep.service] = true
+			p.log.Warn("a TLS service has no certificate: its handshakes fail until one is set (sluice cert set)", "service", ep.service)
+		}
+	}
 }
 
 // retainStats forgets the counters of objects the config no longer has.
@@ -293,6 +311,14 @@ func (p *Proxy) handshake(c interface {
 	_ = c.SetDeadline(time.Now().Add(time.Duration(p.limits.ReadHeaderTimeout)))
 	if err := c.Handshake(); err != nil {
 		c.Close()
+		// A client's failed handshake is its own business, unless no
+		// certificate could serve it: that is the operator's, said at most
+		// every 10 s.
+		if now, last := time.Now().UnixNano(), p.noCertWarned.Load(); errors.Is(err, errNoCertificate) &&
+			now-last >= int64(10*time.Second) && p.noCertWarned.CompareAndSwap(last, now) {
+			p.log.Warn("TLS handshake failed: no certificate for it (sluice cert set)", "client", c.RemoteAddr().String(),
+				"local", c.LocalAddr().String(), "err", err)
+		}
 		return false
 	}
 	_ = c.SetDeadline(time.Time{})

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -317,6 +318,47 @@ func TestHeadSizesAreHTTP1s(t *testing.T) {
 	}
 	if got, want := responseHeadSize(404, h), len("HTTP/1.1 404 Not Found\r\nAccept: */*\r\nX-Two: a\r\nX-Two: bc\r\n\r\n"); got != int64(want) {
 		t.Errorf("response head: %d, want %d", got, want)
+	}
+}
+
+// A TLS service no certificate can serve is taken (the certificate may
+// come next), and the log says so, at the change and at the handshakes
+// that fail (once for two close together); the first certificate set ends
+// the failures.
+func TestATLSServiceWithoutACertificateIsLogged(t *testing.T) {
+	var log syncBuffer
+	tp := newTestProxyWith(t, Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	b := backend(t, "b")
+	cfg := tp.config([]VServer{{Name: "v", Service: "web", TLS: true, Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}},
+		pool("u", hostPort(b)))
+	tp.apply(t, cfg)
+	if got := log.String(); !strings.Contains(got, "a TLS service has no certificate") || !strings.Contains(got, "service=web") {
+		t.Errorf("the change logged %q, want a warning naming the service", got)
+	}
+	dial := func() error {
+		c, err := tls.Dial("tcp", tp.addr.String(), &tls.Config{ServerName: "a.example.com", InsecureSkipVerify: true})
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	for range 2 {
+		if err := dial(); err == nil {
+			t.Fatal("a handshake without any certificate succeeded")
+		}
+	}
+	warned := func() int { return strings.Count(log.String(), "TLS handshake failed: no certificate") }
+	for deadline := time.Now().Add(2 * time.Second); warned() == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := warned(); n != 1 {
+		t.Errorf("two failed handshakes logged %d warnings, want 1:\n%s", n, log.String())
+	}
+	cert, key := selfSigned(t, "a", "a.example.com")
+	cfg.Certs = []Cert{{Name: "a", CertPEM: cert, KeyPEM: key}}
+	tp.apply(t, cfg)
+	if err := dial(); err != nil {
+		t.Errorf("with a certificate: %v", err)
 	}
 }
 
