@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -280,14 +281,14 @@ func (p *Proxy) dispatch(c net.Conn) {
 		c.Close() // steered here, but the service is gone
 	case !ep.tls:
 		c = adopt(p.poll, c)
-		go p.serveHTTP1(c, h1opts{scheme: "http", probe: probeSocket, handOver: p.plain})
+		go p.guarded(c, func() { p.serveHTTP1(c, h1opts{scheme: "http", probe: probeSocket, handOver: p.plain}) })
 	case t.tlcpCerts.def == nil:
-		go p.serveTLS(tls.Server(c, p.tlsConfig))
+		go p.guarded(c, func() { p.serveTLS(tls.Server(c, p.tlsConfig)) })
 	default:
 		// TLS and TLCP share the port: the first record's version tells
 		// them apart. Peek off the accept loop, so a silent client holds
 		// only its own goroutine.
-		go func() {
+		go p.guarded(c, func() {
 			first, pc, err := tlcp.PeekConn(c, 3, time.Duration(p.limits.ReadHeaderTimeout))
 			if err != nil {
 				c.Close()
@@ -298,8 +299,30 @@ func (p *Proxy) dispatch(c net.Conn) {
 			} else {
 				p.serveTLS(tls.Server(pc, p.tlsConfig))
 			}
-		}()
+		})
 	}
+}
+
+// guarded runs serve, the whole life of connection c, and makes a panic in
+// it a logged error and a closed connection, as net/http does for its
+// handlers: a bug that one client's bytes reach ends that client's
+// connection, not the daemon with every other one.
+func (p *Proxy) guarded(c net.Conn, serve func()) {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		c.Close()
+		if r == http.ErrAbortHandler {
+			return
+		}
+		stack := make([]byte, 64<<10)
+		stack = stack[:runtime.Stack(stack, false)]
+		p.log.Error("panic serving a connection: closed it", "client", c.RemoteAddr().String(),
+			"local", c.LocalAddr().String(), "panic", fmt.Sprint(r), "stack", string(stack))
+	}()
+	serve()
 }
 
 // handshake completes c's TLS or TLCP handshake within the header timeout,

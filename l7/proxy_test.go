@@ -721,3 +721,25 @@ func TestConnectTimeoutsEndAConnectThatHangs(t *testing.T) {
 		}
 	}
 }
+
+// A panic while a connection is served ends that connection, logged with
+// its stack, and nothing else: the proxy serves the next client.
+func TestAPanicServingAConnectionClosesOnlyIt(t *testing.T) {
+	var log syncBuffer
+	tp := newTestProxyWith(t, Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	b := backend(t, "b")
+	tp.apply(t, oneLocation(tp, b))
+	client, server := net.Pipe()
+	defer client.Close()
+	tp.guarded(server, func() { panic("a bug one client reached") })
+	if _, err := server.Write([]byte("x")); err == nil {
+		t.Error("the connection that panicked is still open")
+	}
+	if got := log.String(); !strings.Contains(got, "panic serving a connection") || !strings.Contains(got, "a bug one client reached") ||
+		!strings.Contains(got, "TestAPanicServingAConnectionClosesOnlyIt") {
+		t.Errorf("the log has %q, want the panic and its stack", got)
+	}
+	if resp, body := get(t, http.DefaultClient, tp.url("/"), ""); resp.StatusCode != 200 || body != "b 0" {
+		t.Errorf("after the panic: %d %q", resp.StatusCode, body)
+	}
+}
