@@ -411,10 +411,11 @@ func (b *countingBody) count() int64 {
 	return b.n.Load()
 }
 
-// Heads on the paths net/http serves (HTTP/2, HTTP/3, HTTP/1.1 handed
-// over) are counted as HTTP/1.1 would send them, as nginx counts HTTP/2's:
-// on the wire they are compressed, or parsed where the counters do not see.
-// The headers net/http adds itself (Date, framing) are not among them.
+// Heads on the paths net/http serves (HTTP/2, HTTP/1.1 handed over) are
+// counted as HTTP/1.1 would send them, as nginx counts HTTP/2's: on the
+// wire they are compressed, or parsed where the counters do not see. The
+// headers net/http adds itself (Date, framing) and trailers are not among
+// them.
 
 // requestHeadSize is the size of a request head: its line, Host and fields.
 func requestHeadSize(method, target, host string, h http.Header) int64 {
