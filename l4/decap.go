@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/cilium/ebpf"
 
@@ -100,3 +101,69 @@ func setDecapVIPs(m *ebpf.Map, vips []netip.Addr) error {
 	}
 	return nil
 }
+
+// DecapState is what `sluice decap --show` reports of a backend: where the
+// program is attached, which inner destinations it strips, and how many
+// tunnelled packets it stripped or left alone.
+type DecapState struct {
+	Interfaces []Attachment `json:"interfaces"`
+	VIPs       []netip.Addr `json:"vips"`               // the ones listed (--vip)
+	Local      bool         `json:"local_destinations"` // none listed: what the host does not route on
+	Stripped   maps.Counter `json:"stripped"`
+	NotLocal   maps.Counter `json:"not_local"` // tunnels to another destination, passed as they came
+}
+
+// ReadDecap reads the state of the decap program pinned under pinDir.
+func ReadDecap(pinDir string) (DecapState, error) {
+	st := DecapState{VIPs: []netip.Addr{}}
+	open := func(name string) (*ebpf.Map, error) {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, "maps", name), nil)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no decap program is pinned under %s (sluice decap --iface IF attaches one)", pinDir)
+		}
+		return m, err
+	}
+	vips, err := open("decap_vips")
+	if err != nil {
+		return st, err
+	}
+	defer vips.Close()
+	stats, err := open("decap_stats")
+	if err != nil {
+		return st, err
+	}
+	defer stats.Close()
+	var k bpf.XDPSvcKey
+	var v uint32
+	it := vips.Iterate()
+	for it.Next(&k, &v) {
+		switch k.Family {
+		case 0:
+			st.Local = true
+		case 4:
+			st.VIPs = append(st.VIPs, netip.AddrFrom4([4]byte(k.Addr[:4])))
+		default:
+			st.VIPs = append(st.VIPs, netip.AddrFrom16(k.Addr))
+		}
+	}
+	if err := it.Err(); err != nil {
+		return st, fmt.Errorf("decap vips: %w", err)
+	}
+	slices.SortFunc(st.VIPs, netip.Addr.Compare)
+	if st.Stripped, err = maps.SumCounters(stats, decapStripped); err != nil {
+		return st, fmt.Errorf("decap counters: %w", err)
+	}
+	if st.NotLocal, err = maps.SumCounters(stats, decapNotLocal); err != nil {
+		return st, fmt.Errorf("decap counters: %w", err)
+	}
+	if st.Interfaces, err = Attached(pinDir); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// The slots of decap_stats (DECAP_STRIPPED, DECAP_NOT_LOCAL in bpf/include/consts.h).
+const (
+	decapStripped = 0
+	decapNotLocal = 1
+)

@@ -415,7 +415,8 @@ func (b *bpfStats) Iface(ifindex int) ([NumVerdicts]Counter, error) {
 	return out, nil
 }
 
-func sumCounters(m *ebpf.Map, idx uint32) (Counter, error) {
+// SumCounters adds up slot idx of a per-CPU array of counters over the CPUs.
+func SumCounters(m *ebpf.Map, idx uint32) (Counter, error) {
 	var per []bpf.XDPCounter
 	if err := m.Lookup(idx, &per); err != nil {
 		return Counter{}, err
@@ -432,7 +433,7 @@ func sumCounters(m *ebpf.Map, idx uint32) (Counter, error) {
 func (b *bpfStats) Drops() ([NumDropReasons]Counter, error) {
 	var out [NumDropReasons]Counter
 	for r := range out {
-		c, err := sumCounters(b.drop, uint32(r))
+		c, err := SumCounters(b.drop, uint32(r))
 		if err != nil {
 			return out, fmt.Errorf("read drop counters: %w", err)
 		}
@@ -445,7 +446,7 @@ func (b *bpfStats) Drops() ([NumDropReasons]Counter, error) {
 func (b *bpfStats) Lists() ([MaxLists + 1]Counter, error) {
 	var out [MaxLists + 1]Counter
 	for i := range out {
-		c, err := sumCounters(b.list, uint32(i))
+		c, err := SumCounters(b.list, uint32(i))
 		if err != nil {
 			return out, fmt.Errorf("read list counters: %w", err)
 		}

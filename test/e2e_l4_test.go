@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicelb/sluice/l4"
 	"github.com/sluicelb/sluice/mgmt/client"
 	"github.com/sluicelb/sluice/test/lab"
 )
@@ -240,6 +241,18 @@ func TestL4DSRIPIP(t *testing.T) {
 	}
 	if n := metricValue(metrics, "sluice_conntrack_entries"); n < 1 {
 		t.Errorf("sluice_conntrack_entries = %v after 300 connections", n)
+	}
+	// Each backend's decap stripped the tunnels of its connections, the
+	// last one's (no --vip) for being to a local address.
+	for i, name := range []string{"b0", "b1", "b2"} {
+		var st l4.DecapState
+		out := l.DecapShow(i)
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("decap --show -o json: %v\n%s", err, out)
+		}
+		if st.Stripped.Packets < 3*uint64(got[name]) || st.NotLocal.Packets != 0 || st.Local != (i == 2) || len(st.Interfaces) != 1 {
+			t.Errorf("%s: decap --show after %d connections: %s", name, got[name], out)
+		}
 	}
 
 	// UDP through the tunnel: each flow keeps its backend, flows spread.

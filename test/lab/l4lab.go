@@ -96,17 +96,34 @@ func NewL4(t testing.TB, n int) *L4Lab {
 	return l
 }
 
-// Decap runs `sluice decap` on every backend.
+// Decap runs `sluice decap` on every backend: with --vip L4VIP, but on
+// the last backend without, which strips tunnels to its local addresses.
 func (l *L4Lab) Decap() {
 	l.t.Helper()
 	b := Build(l.t)
 	for i, ns := range l.Backends {
-		pin := l.BPFFS + "-decap-" + fmt.Sprint(i)
+		pin := l.decapPin(i)
 		l.t.Cleanup(func() { _ = os.RemoveAll(pin) })
-		if out, err := nsenter(ns, b.Sluice, "decap", "--iface", l.BackIfs[i], "--vip", L4VIP, "--bpffs", pin); err != nil {
+		args := []string{b.Sluice, "decap", "--iface", l.BackIfs[i], "--bpffs", pin}
+		if i < len(l.Backends)-1 {
+			args = append(args, "--vip", L4VIP)
+		}
+		if out, err := nsenter(ns, args...); err != nil {
 			l.t.Fatalf("decap on %s: %v\n%s", ns, err, out)
 		}
 	}
+}
+
+func (l *L4Lab) decapPin(i int) string { return l.BPFFS + "-decap-" + fmt.Sprint(i) }
+
+// DecapShow is `sluice decap --show -o json` on backend i.
+func (l *L4Lab) DecapShow(i int) string {
+	l.t.Helper()
+	out, err := nsenter(l.Backends[i], Build(l.t).Sluice, "decap", "--show", "-o", "json", "--bpffs", l.decapPin(i))
+	if err != nil {
+		l.t.Fatalf("decap --show on %s: %v\n%s", l.Backends[i], err, out)
+	}
+	return out
 }
 
 // nsenter runs a command in a network namespace only, so what it pins
