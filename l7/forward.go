@@ -275,7 +275,8 @@ func (p *Proxy) attempt(req *http.Request, x *exchange, tr *upstreamTransport, s
 	if rw, ok := resp.Body.(io.ReadWriteCloser); ok && status == http.StatusSwitchingProtocols {
 		x.status = status // the upgrade hijacks the connection; the writer never sees it
 		p.tunnels.Add(1)  // until the tunnel ends, which closes the body
-		resp.Body = &upgradedBody{ReadWriteCloser: rw, done: func(n int64) { done(n); p.tunnels.Add(-1) }}
+		p.stats.TunnelOpened()
+		resp.Body = &upgradedBody{ReadWriteCloser: rw, done: func(n int64) { done(n); p.tunnels.Add(-1); p.stats.TunnelClosed() }}
 	} else {
 		resp.Body = &heldBody{rc: resp.Body, done: done}
 	}

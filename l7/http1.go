@@ -187,8 +187,8 @@ const alertRecord = 21
 
 // serveHTTP1 serves connection c (plain, or TLS after its handshake) until
 // it closes, or hands it to net/http at the first request the loop leaves
-// to it.
-func (p *Proxy) serveHTTP1(c net.Conn, o h1opts) {
+// to it, and reports which.
+func (p *Proxy) serveHTTP1(c net.Conn, o h1opts) (handedOver bool) {
 	client, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 	h := &h1conn{p: p, c: c, h1opts: o, local: localAddrPort(c.LocalAddr()), remote: c.RemoteAddr().String(), client: client}
 	h.in.c = c
@@ -202,7 +202,6 @@ func (p *Proxy) serveHTTP1(c net.Conn, o h1opts) {
 	h.bw = h1Writers.Get().(*bufio.Writer)
 	h.bw.Reset(&h.io)
 	p.h1.add(h)
-	handedOver := false
 	defer func() {
 		p.h1.remove(h)
 		h.bw.Reset(nil)

@@ -111,6 +111,13 @@ func New(opts Options) (*Proxy, error) {
 			IdleTimeout:       time.Duration(p.limits.IdleTimeout),
 			MaxHeaderBytes:    p.limits.MaxHeaderBytes,
 			ErrorLog:          log.New(discard{}, "", 0),
+			// The loop hands connections over to it (counted at
+			// dispatch): they end here, or in a tunnel (counted there).
+			ConnState: func(_ net.Conn, st http.ConnState) {
+				if st == http.StateClosed || st == http.StateHijacked {
+					p.stats.ClientClosed()
+				}
+			},
 			ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
 				return context.WithValue(ctx, schemeKey{}, scheme)
 			},
@@ -274,46 +281,50 @@ func (p *Proxy) Serve(ln net.Listener) error {
 }
 
 func (p *Proxy) dispatch(c net.Conn) {
+	p.stats.ClientOpened()
 	t := p.current()
 	ep := t.endpoints[localAddrPort(c.LocalAddr())]
 	switch {
 	case ep == nil:
 		c.Close() // steered here, but the service is gone
+		p.stats.ClientClosed()
 	case !ep.tls:
 		c = adopt(p.poll, c)
-		go p.guarded(c, func() { p.serveHTTP1(c, h1opts{scheme: "http", probe: probeSocket, handOver: p.plain}) })
+		go p.guarded(c, func() bool { return p.serveHTTP1(c, h1opts{scheme: "http", probe: probeSocket, handOver: p.plain}) })
 	case t.tlcpCerts.def == nil:
-		go p.guarded(c, func() { p.serveTLS(tls.Server(c, p.tlsConfig)) })
+		go p.guarded(c, func() bool { return p.serveTLS(tls.Server(c, p.tlsConfig)) })
 	default:
 		// TLS and TLCP share the port: the first record's version tells
 		// them apart. Peek off the accept loop, so a silent client holds
 		// only its own goroutine.
-		go p.guarded(c, func() {
+		go p.guarded(c, func() bool {
 			first, pc, err := tlcp.PeekConn(c, 3, time.Duration(p.limits.ReadHeaderTimeout))
 			if err != nil {
 				c.Close()
-				return
+				return false
 			}
 			if tlcp.IsTLCPRecord(first) {
-				p.serveTLCP(tlcp.Server(pc, p.tlcpConfig))
-			} else {
-				p.serveTLS(tls.Server(pc, p.tlsConfig))
+				return p.serveTLCP(tlcp.Server(pc, p.tlcpConfig))
 			}
+			return p.serveTLS(tls.Server(pc, p.tlsConfig))
 		})
 	}
 }
 
-// guarded runs serve, the whole life of connection c, and makes a panic in
-// it a logged error and a closed connection, as net/http does for its
-// handlers: a bug that one client's bytes reach ends that client's
-// connection, not the daemon with every other one.
-func (p *Proxy) guarded(c net.Conn, serve func()) {
+// guarded runs serve, the life of connection c in the proxy's own hands:
+// until it ends, or serve reports it handed c over to a net/http server
+// (which counts its end). A panic in serve becomes a logged error and a
+// closed connection, as net/http does for its handlers: a bug that one
+// client's bytes reach ends that client's connection, not the daemon with
+// every other one.
+func (p *Proxy) guarded(c net.Conn, serve func() (handedOver bool)) {
 	defer func() {
 		r := recover()
 		if r == nil {
 			return
 		}
 		c.Close()
+		p.stats.ClientClosed()
 		if r == http.ErrAbortHandler {
 			return
 		}
@@ -322,7 +333,9 @@ func (p *Proxy) guarded(c net.Conn, serve func()) {
 		p.log.Error("panic serving a connection: closed it", "client", c.RemoteAddr().String(),
 			"local", c.LocalAddr().String(), "panic", fmt.Sprint(r), "stack", string(stack))
 	}()
-	serve()
+	if !serve() {
+		p.stats.ClientClosed()
+	}
 }
 
 // handshake completes c's TLS or TLCP handshake within the header timeout,
@@ -350,31 +363,32 @@ func (p *Proxy) handshake(c interface {
 
 // serveTLS completes a TLS handshake and serves the connection over the
 // protocol ALPN picked: HTTP/2 through net/http, else the HTTP/1.1 loop.
-func (p *Proxy) serveTLS(c *tls.Conn) {
+// It reports whether net/http took the connection.
+func (p *Proxy) serveTLS(c *tls.Conn) (handedOver bool) {
 	if !p.handshake(c) {
-		return
+		return false
 	}
 	st := c.ConnectionState()
 	if st.NegotiatedProtocol == "h2" {
 		p.secure.push(c)
-		return
+		return true
 	}
-	p.serveHTTP1(c, h1opts{scheme: "https", tls: tlsVersionName(st.Version), probe: probeRead, handOver: p.secure})
+	return p.serveHTTP1(c, h1opts{scheme: "https", tls: tlsVersionName(st.Version), probe: probeRead, handOver: p.secure})
 }
 
 // serveTLCP completes a TLCP handshake and serves the connection over the
 // protocol ALPN picked: HTTP/2 through x/net's server (net/http speaks
 // HTTP/2 only over crypto/tls connections), else HTTP/1.1.
-func (p *Proxy) serveTLCP(c *tlcp.Conn) {
+func (p *Proxy) serveTLCP(c *tlcp.Conn) (handedOver bool) {
 	if !p.handshake(c) {
-		return
+		return false
 	}
 	if c.ConnectionState().NegotiatedProtocol != "h2" {
-		p.serveHTTP1(c, h1opts{scheme: "https", tls: "TLCP", probe: probeRecords, handOver: p.gm})
-		return
+		return p.serveHTTP1(c, h1opts{scheme: "https", tls: "TLCP", probe: probeRecords, handOver: p.gm})
 	}
 	ctx := context.WithValue(context.Background(), schemeKey{}, "https")
 	p.h2.ServeConn(c, &http2.ServeConnOpts{Context: ctx, BaseConfig: p.servers[2], Handler: p})
+	return false
 }
 
 // Close stops serving: listeners given to Serve are the caller's to close;

@@ -731,7 +731,11 @@ func TestAPanicServingAConnectionClosesOnlyIt(t *testing.T) {
 	tp.apply(t, oneLocation(tp, b))
 	client, server := net.Pipe()
 	defer client.Close()
-	tp.guarded(server, func() { panic("a bug one client reached") })
+	tp.Stats().ClientOpened()
+	tp.guarded(server, func() bool { panic("a bug one client reached") })
+	if got := tp.Stats().Snapshot().Connections.Active; got != 0 {
+		t.Errorf("%d connections open after the one that panicked closed", got)
+	}
 	if _, err := server.Write([]byte("x")); err == nil {
 		t.Error("the connection that panicked is still open")
 	}
@@ -741,5 +745,53 @@ func TestAPanicServingAConnectionClosesOnlyIt(t *testing.T) {
 	}
 	if resp, body := get(t, http.DefaultClient, tp.url("/"), ""); resp.StatusCode != 200 || body != "b 0" {
 		t.Errorf("after the panic: %d %q", resp.StatusCode, body)
+	}
+}
+
+// The proxy's client connections are counted as nginx's stub_status
+// counts them: an idle keep-alive connection is open, a WebSocket is open
+// until its tunnel ends, an HTTP/2 (h2c) connection, which net/http serves,
+// until it closes; every one was accepted.
+func TestClientConnectionsAreCounted(t *testing.T) {
+	tp := newTestProxy(t, Limits{})
+	ws, wr := webSocketThrough(t, tp)
+	conns := func() stats.Connections { return tp.Stats().Snapshot().Connections }
+	settledConns := func(want stats.Connections) stats.Connections {
+		t.Helper()
+		got := conns()
+		for deadline := time.Now().Add(2 * time.Second); got != want && time.Now().Before(deadline); got = conns() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		return got
+	}
+	var raws []*rawClient
+	for range 3 {
+		rc := dialRaw(t, tp)
+		rc.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, _ := rc.read("GET"); resp.StatusCode != 400 || resp.Close {
+			t.Fatalf("the echo's answer to a plain GET: %d, close %v", resp.StatusCode, resp.Close)
+		}
+		raws = append(raws, rc)
+	}
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	h2c := &http.Client{Transport: &http.Transport{Protocols: &protos}}
+	if resp, _ := get(t, h2c, tp.url("/"), ""); resp.ProtoMajor != 2 {
+		t.Fatalf("h2c: %s", resp.Proto)
+	}
+	if got := settledConns(stats.Connections{Active: 5, Accepted: 5}); got != (stats.Connections{Active: 5, Accepted: 5}) {
+		t.Errorf("a WebSocket, 3 idle HTTP/1.1 connections and an h2c one: %+v, want 5 active of 5", got)
+	}
+	fmt.Fprint(ws, "still here\n")
+	if got, err := wr.ReadString('\n'); err != nil || got != "STILL HERE\n" {
+		t.Fatalf("echo: %q, %v", got, err)
+	}
+	ws.Close()
+	for _, rc := range raws {
+		rc.c.Close()
+	}
+	h2c.CloseIdleConnections()
+	if got := settledConns(stats.Connections{Active: 0, Accepted: 5}); got != (stats.Connections{Active: 0, Accepted: 5}) {
+		t.Errorf("after every client closed: %+v, want 0 active of 5", got)
 	}
 }

@@ -625,6 +625,13 @@ func TestL7AccessLogAndStatistics(t *testing.T) {
 	if err != nil || !strings.Contains(metrics, `sluice_l7_requests_total{vserver="site"} 7`) {
 		t.Errorf("prometheus: %v\n%s", err, grepLines(metrics, "sluice_l7_requests_total"))
 	}
+	// Each curl was a client connection of its own, closed once it got its answer.
+	if !lab.Eventually(5*time.Second, func() bool {
+		metrics, _ = l.Run(l.LB, 10*time.Second, "curl", "-sS", "--unix-socket", l.Socket, "http://sluice/metrics")
+		return strings.Contains(metrics, "sluice_l7_client_connections 0\n")
+	}) || metricValue(metrics, "sluice_l7_client_connections_accepted_total") < 7 {
+		t.Errorf("prometheus, client connections:\n%s", grepLines(metrics, "sluice_l7_client_connections"))
+	}
 	ui, err := l.Run(l.LB, 10*time.Second, "curl", "-sS", "--unix-socket", l.Socket, "http://sluice/ui/")
 	if err != nil || !strings.Contains(ui, "/v1/stats/l7") {
 		t.Errorf("dashboard: %v\n%.300s", err, ui)

@@ -61,6 +61,9 @@ func p99(h *stats.Histogram) string {
 }
 
 func l7StatsTable(w io.Writer, st client.L7Stats) {
+	row(w, "CONNECTIONS", "ACTIVE", "ACCEPTED")
+	row(w, "clients", human(uint64(max(st.Connections.Active, 0))), human(st.Connections.Accepted))
+	fmt.Fprintln(w)
 	row(w, "VSERVER", "LOCATION", "REQUESTS", "2XX", "3XX", "4XX", "5XX", "IN", "OUT", "ACTIVE", "P99")
 	for _, vs := range sortedKeys(st.VServers, nil) {
 		t := st.VServers[vs]

@@ -3,6 +3,7 @@ package main
 import "testing"
 
 const l7StatsJSON = `{"time":"2026-11-29T03:00:00Z",
+	"connections":{"active":7,"accepted":123456},
 	"vservers":{
 		"site":{"requests":12345,"bytes_in":2048,"bytes_out":5242880,"active":3,"responses":{"1xx":0,"2xx":12000,"3xx":300,"4xx":40,"5xx":5,"xxx":0},
 			"latency":{"buckets":[{"le":0.005,"count":10000},{"le":0.05,"count":12345}],"count":12345,"sum":61.2,"p50":0.0025,"p90":0.0045,"p99":0.0421}},
@@ -18,7 +19,10 @@ const l7StatsJSON = `{"time":"2026-11-29T03:00:00Z",
 
 func TestStatsL7Table(t *testing.T) {
 	f := newFakeAPI(t, map[string]canned{"GET /v1/stats/l7": {body: l7StatsJSON}})
-	wantStdout(t, f.run("stats", "--l7"), `VSERVER  LOCATION  REQUESTS  2XX    3XX  4XX  5XX  IN       OUT        ACTIVE  P99
+	wantStdout(t, f.run("stats", "--l7"), `CONNECTIONS  ACTIVE  ACCEPTED
+clients      7       123.5k
+
+VSERVER  LOCATION  REQUESTS  2XX    3XX  4XX  5XX  IN       OUT        ACTIVE  P99
 api      *         0         0      0    0    0    0 B      0 B        0       -
 site     *         12.3k     12.0k  300  40   5    2.0 KiB  5.0 MiB    3       42.1ms
          api       345       300    0    40   5    0 B      237.2 KiB  0       4.57s

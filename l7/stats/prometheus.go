@@ -42,6 +42,13 @@ var (
 	}()
 )
 
+var (
+	clientConnsDesc = prometheus.NewDesc("sluice_l7_client_connections",
+		"Client connections open at the proxy, idle keep-alive ones and WebSockets included.", nil, nil)
+	clientAcceptedDesc = prometheus.NewDesc("sluice_l7_client_connections_accepted_total",
+		"Client connections the proxy accepted.", nil, nil)
+)
+
 // collector exports a Registry's counters at every scrape.
 type collector struct{ r *Registry }
 
@@ -50,6 +57,8 @@ type collector struct{ r *Registry }
 func (r *Registry) Collector() prometheus.Collector { return collector{r} }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- clientConnsDesc
+	ch <- clientAcceptedDesc
 	for _, d := range []*descs{&vserverDescs, &locationDescs, &serverDescs} {
 		ch <- d.requests
 		ch <- d.responses
@@ -63,6 +72,8 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(clientConnsDesc, prometheus.GaugeValue, float64(c.r.activeClients()))
+	ch <- prometheus.MustNewConstMetric(clientAcceptedDesc, prometheus.CounterValue, float64(c.r.accepted.Load()))
 	for name, cs := range *c.r.vservers.Load() {
 		vserverDescs.collect(ch, cs, name)
 	}

@@ -67,6 +67,10 @@ func TestCollector(t *testing.T) {
 	vs.Observe(Sample{Status: 200, Duration: 300 * time.Millisecond})
 	loc.Observe(s)
 	srv.Observe(Sample{Status: 503, BytesOut: 70, UpstreamDuration: 2 * time.Millisecond})
+	for range 3 {
+		r.ClientOpened()
+	}
+	r.ClientClosed()
 
 	mfs, got := gather(t, r)
 
@@ -76,6 +80,7 @@ func TestCollector(t *testing.T) {
 	}
 	wantNames := []string{
 		"sluice_l7_active_connections", "sluice_l7_bytes_total",
+		"sluice_l7_client_connections", "sluice_l7_client_connections_accepted_total",
 		"sluice_l7_location_active_connections", "sluice_l7_location_bytes_total",
 		"sluice_l7_location_request_duration_seconds", "sluice_l7_location_requests_total",
 		"sluice_l7_location_responses_total", "sluice_l7_location_upstream_duration_seconds",
@@ -92,6 +97,8 @@ func TestCollector(t *testing.T) {
 
 	want := map[string]float64{
 		"sluice_l7_requests_total{vserver=www}":                                                           2,
+		"sluice_l7_client_connections{}":                                                                  2,
+		"sluice_l7_client_connections_accepted_total{}":                                                   3,
 		"sluice_l7_responses_total{class=2xx,vserver=www}":                                                1,
 		"sluice_l7_responses_total{class=5xx,vserver=www}":                                                1,
 		"sluice_l7_responses_total{class=xxx,vserver=www}":                                                0,

@@ -22,7 +22,31 @@ type Registry struct {
 	vservers  atomic.Pointer[map[string]*Counters]
 	locations atomic.Pointer[map[pair]*Counters] // {vserver, location}
 	servers   atomic.Pointer[map[pair]*Counters] // {upstream, addr}
+
+	// The proxy's client connections: accepted, open now (idle keep-alive
+	// ones and those in a handshake included), and upgraded ones
+	// (WebSockets), which the HTTP server no longer holds once it hands
+	// them to the tunnel.
+	accepted      atomic.Uint64
+	open, tunnels atomic.Int64
 }
+
+// ClientOpened counts a client connection the proxy accepted.
+func (r *Registry) ClientOpened() {
+	r.accepted.Add(1)
+	r.open.Add(1)
+}
+
+// ClientClosed counts the end of a connection ClientOpened counted, or
+// its hand-over to a tunnel.
+func (r *Registry) ClientClosed() { r.open.Add(-1) }
+
+// TunnelOpened and TunnelClosed count an upgraded connection's tunnel.
+func (r *Registry) TunnelOpened() { r.tunnels.Add(1) }
+func (r *Registry) TunnelClosed() { r.tunnels.Add(-1) }
+
+// activeClients is the client connections open now, tunnels included.
+func (r *Registry) activeClients() int64 { return r.open.Load() + r.tunnels.Load() }
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {

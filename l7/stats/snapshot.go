@@ -5,10 +5,19 @@ import "time"
 // Snapshot is the state of every Counters at one time, ready for JSON.
 // Rates are left to the reader, who diffs two snapshots over their Time.
 type Snapshot struct {
-	Time      time.Time                    `json:"time"`
-	VServers  map[string]Totals            `json:"vservers"`
-	Locations map[string]map[string]Totals `json:"locations"` // vserver → location
-	Upstreams map[string]Upstream          `json:"upstreams"`
+	Time        time.Time                    `json:"time"`
+	Connections Connections                  `json:"connections"`
+	VServers    map[string]Totals            `json:"vservers"`
+	Locations   map[string]map[string]Totals `json:"locations"` // vserver → location
+	Upstreams   map[string]Upstream          `json:"upstreams"`
+}
+
+// Connections are the proxy's client connections, as nginx's stub_status
+// has them: open now (Active: idle keep-alive ones included, unlike a
+// Totals' Active) and accepted since the proxy started.
+type Connections struct {
+	Active   int64  `json:"active"`
+	Accepted uint64 `json:"accepted"`
 }
 
 // Upstream holds the totals of an upstream's servers by address.
@@ -82,10 +91,11 @@ func (h *Histogram) Quantile(q float64) float64 {
 // Snapshot reads every Counters.
 func (r *Registry) Snapshot() Snapshot {
 	s := Snapshot{
-		Time:      time.Now(),
-		VServers:  map[string]Totals{},
-		Locations: map[string]map[string]Totals{},
-		Upstreams: map[string]Upstream{},
+		Time:        time.Now(),
+		Connections: Connections{Active: r.activeClients(), Accepted: r.accepted.Load()},
+		VServers:    map[string]Totals{},
+		Locations:   map[string]map[string]Totals{},
+		Upstreams:   map[string]Upstream{},
 	}
 	for name, c := range *r.vservers.Load() {
 		s.VServers[name] = c.totals()
