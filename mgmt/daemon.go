@@ -167,6 +167,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	apiLog := base.With("component", "api")
 	onServing := func() {
+		if err := notifyServing(); err != nil {
+			log.Warn("tell the service manager this daemon serves", "err", err)
+		}
 		if handoff == nil {
 			return
 		}

@@ -309,6 +309,7 @@ func TestL7UpstreamChangesAndAKilledServerFailNoRequest(t *testing.T) {
 // through the old process, which exits once it has drained; the new one
 // serves the API with the same state and can be upgraded in turn.
 func TestL7UpgradeInPlaceFailsNoRequest(t *testing.T) {
+	notified := serviceManager(t)
 	l, d, ups := l7Lab(t)
 	ws := dialWebSocket(t, l)
 	defer ws.Close()
@@ -323,7 +324,11 @@ func TestL7UpgradeInPlaceFailsNoRequest(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 
 	first := l.DaemonPID()
+	expectNotified(t, notified, first)
 	second := l.UpgradeDaemon()
+	// Under systemd (Type=notify, NotifyAccess=all) the successor becomes
+	// the unit's main process, so the old one's exit stops nothing.
+	expectNotified(t, notified, second)
 	ws.expectEcho(t, "still here") // the first process still relays it
 	if !lab.Alive(first) {
 		t.Error("the first daemon exited while a WebSocket through it was open")
@@ -731,5 +736,52 @@ func TestL7TLCPUpstreamBehindTheProxy(t *testing.T) {
 	out := curl(t, l, "-i", "http://"+lab.L7VIP+"/gm/x")
 	if !strings.Contains(out, "hello from gm") || !strings.Contains(out, "X-Served-Over: TLCP") {
 		t.Errorf("through a TLCP upstream:\n%s", out)
+	}
+}
+
+// serviceManager stands in for systemd's side of sd_notify: a unixgram
+// socket whose path the daemons it starts find in $NOTIFY_SOCKET (a path,
+// not an abstract name, so it reaches them in their network namespace).
+func serviceManager(t *testing.T) <-chan string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "notify")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	t.Setenv("NOTIFY_SOCKET", path)
+	got := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			select {
+			case got <- string(buf[:n]):
+			default:
+			}
+		}
+	}()
+	return got
+}
+
+// expectNotified waits, bounded, for a notification that pid serves and is
+// the main process.
+func expectNotified(t *testing.T, notified <-chan string, pid int) {
+	t.Helper()
+	want := fmt.Sprintf("MAINPID=%d", pid)
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case msg := <-notified:
+			if strings.Contains(msg, "READY=1") && strings.Contains(msg, want) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no READY=1 with %s reached the service manager", want)
+		}
 	}
 }
