@@ -325,9 +325,6 @@ func (p *Proxy) guarded(c net.Conn, serve func() (handedOver bool)) {
 		}
 		c.Close()
 		p.stats.ClientClosed()
-		if r == http.ErrAbortHandler {
-			return
-		}
 		stack := make([]byte, 64<<10)
 		stack = stack[:runtime.Stack(stack, false)]
 		p.log.Error("panic serving a connection: closed it", "client", c.RemoteAddr().String(),

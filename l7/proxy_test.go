@@ -326,7 +326,7 @@ func TestHeadSizesAreHTTP1s(t *testing.T) {
 // that fail (once for two close together); the first certificate set ends
 // the failures.
 func TestATLSServiceWithoutACertificateIsLogged(t *testing.T) {
-	var log syncBuffer
+	var log lab.SyncBuffer
 	tp := newTestProxyWith(t, Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	b := backend(t, "b")
 	cfg := tp.config([]VServer{{Name: "v", Service: "web", TLS: true, Locations: []Location{{Name: "l", Path: "/", Upstream: "u"}}}},
@@ -725,7 +725,7 @@ func TestConnectTimeoutsEndAConnectThatHangs(t *testing.T) {
 // A panic while a connection is served ends that connection, logged with
 // its stack, and nothing else: the proxy serves the next client.
 func TestAPanicServingAConnectionClosesOnlyIt(t *testing.T) {
-	var log syncBuffer
+	var log lab.SyncBuffer
 	tp := newTestProxyWith(t, Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	b := backend(t, "b")
 	tp.apply(t, oneLocation(tp, b))

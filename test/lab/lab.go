@@ -273,9 +273,8 @@ func (l *Lab) teardown() {
 // Daemon is a running `sluice serve`.
 type Daemon struct {
 	cmd  *exec.Cmd
-	log  *bytes.Buffer
+	log  SyncBuffer
 	done chan struct{}
-	mu   sync.Mutex
 }
 
 // StartDaemon runs sluice serve in the load balancer's network namespace,
@@ -288,8 +287,8 @@ func (l *Lab) StartDaemon(extra ...string) *Daemon {
 	_ = os.Remove(l.Socket)
 	args := append([]string{"--net=/run/netns/" + l.LB, b.Sluice, "serve", "--iface", l.LBIf,
 		"--bpffs", l.BPFFS, "--state-dir", l.State, "--socket", l.Socket}, extra...)
-	d := &Daemon{cmd: exec.Command("nsenter", args...), log: &bytes.Buffer{}, done: make(chan struct{})}
-	d.cmd.Stdout, d.cmd.Stderr = d, d
+	d := &Daemon{cmd: exec.Command("nsenter", args...), done: make(chan struct{})}
+	d.cmd.Stdout, d.cmd.Stderr = &d.log, &d.log
 	if err := d.cmd.Start(); err != nil {
 		l.t.Fatal(err)
 	}
@@ -320,18 +319,8 @@ func (l *Lab) StartDaemon(extra ...string) *Daemon {
 	return d
 }
 
-func (d *Daemon) Write(p []byte) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.log.Write(p)
-}
-
 // Log returns what the daemon printed.
-func (d *Daemon) Log() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.log.String()
-}
+func (d *Daemon) Log() string { return d.log.String() }
 
 // Kill sends SIGKILL and waits for the exit.
 func (d *Daemon) Kill() {
