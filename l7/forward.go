@@ -175,7 +175,7 @@ func (p *Proxy) roundTrip(req *http.Request) (*http.Response, error) {
 		req.Body = io.NopCloser(req.Body) // the transport closes bodies on errors; a retry needs it open
 	}
 	var resp *http.Response
-	err := rt.tryServers(key, req.Method, func(srv *upstream.Server) (bool, error) {
+	err := rt.tryServers(key, req.Method, time.Time{}, func(srv *upstream.Server) (bool, error) {
 		var err error
 		resp, err = p.attempt(req, x, tr, srv)
 		return err == nil, err
@@ -184,18 +184,22 @@ func (p *Proxy) roundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // tryServers calls attempt on servers of rt's pool picked for key, one
-// after another, until one is done. It moves on while tries remain and the
+// after another, until one is done; the first pick is at the clock now
+// (zero: read it), as serving the request began. It moves on while tries remain and the
 // failure allows it: always after a connection error (nothing was sent),
 // after other errors only for idempotent methods or when the location
 // allows any, never when stop says so (the client went away, a request
 // body started to flow). It returns the last error, errNoServer when no
 // server was tried.
-func (rt *route) tryServers(key, method string, attempt func(*upstream.Server) (done bool, err error), stop func(error) bool) error {
+func (rt *route) tryServers(key, method string, now time.Time, attempt func(*upstream.Server) (done bool, err error), stop func(error) bool) error {
 	var triedBuf [4]*upstream.Server
 	tried := triedBuf[:0]
 	var err error
 	for len(tried) < rt.tries {
-		srv := rt.pool.Pick(key, tried)
+		if now.IsZero() || len(tried) > 0 {
+			now = time.Now()
+		}
+		srv := rt.pool.PickAt(key, tried, now)
 		if srv == nil {
 			break
 		}

@@ -94,6 +94,12 @@ type h1conn struct {
 	// that as its own start (see attemptStart).
 	start     time.Time
 	attempted bool
+	// clock is the end of the last request served, a clock read the next
+	// one's deadlines reuse (nextRequest); zero once used.
+	clock time.Time
+	// bodyWaited: the answer's body did not all come with its head, so
+	// the upstream connection was busy past the head (attempt's clock).
+	bodyWaited bool
 
 	readDeadline time.Time // the client connection's, as last set
 
@@ -273,7 +279,11 @@ func (h *h1conn) nextRequest() h1step {
 		// timeout) or lies past it (the first head's), the header one set
 		// only when a head did not arrive whole.
 		h.waiting, h.headerDeadline = true, h.first
-		now := time.Now()
+		now := h.clock
+		if now.IsZero() {
+			now = time.Now()
+		}
+		h.clock = time.Time{}
 		slack := min(time.Second, idleTimeout/8)
 		switch d := h.readDeadline.Sub(now); {
 		case h.first:
@@ -476,8 +486,10 @@ func (h *h1conn) serve(vs *vserver, rt *route) bool {
 		res.keep = false
 	}
 	vs.stats.ConnClose()
+	took := time.Since(start)
+	h.clock = start.Add(took)
 	s := stats.Sample{Status: res.status, BytesIn: h.io.read - int64(h.br.Buffered()) - readFrom,
-		BytesOut: h.io.written + int64(h.bw.Buffered()) - wroteFrom, Duration: time.Since(start),
+		BytesOut: h.io.written + int64(h.bw.Buffered()) - wroteFrom, Duration: took,
 		UpstreamDuration: res.upstreamTime}
 	vs.stats.Observe(s)
 	locName, upName := "", ""
@@ -507,7 +519,7 @@ func (h *h1conn) forward(rt *route) h1result {
 		key = rt.pool.KeyFor(q.asRequest(h.remote))
 	}
 	var res h1result
-	err := rt.tryServers(key, q.method, func(srv *upstream.Server) (bool, error) {
+	err := rt.tryServers(key, q.method, h.start, func(srv *upstream.Server) (bool, error) {
 		return h.attempt(rt, srv, &res)
 	}, func(err error) bool { return errors.Is(err, errClientGone) || h.bodyStreamed })
 	if !h.endBody() {
@@ -553,11 +565,16 @@ func (h *h1conn) attempt(rt *route, srv *upstream.Server, res *h1result) (bool, 
 	res.status, res.upstreamAddr, res.upstreamTime = r.status, addr, took
 	res.keep = !h.req.close && r.framed(h.req.method)
 	h.writeResponseHead(res.keep)
+	h.bodyWaited = false
 	n, err := h.relayBody(pc, readTimeout)
 	res.bytesOut = n
 	sent, got := pc.exchanged()
 	if err == nil && !r.close {
-		rt.tr.fast.put(addr, pc) // idle, it reads nothing; whoever takes it sets its deadline
+		idle := start.Add(took) // the head's arrival, which brought the whole answer
+		if h.bodyWaited {
+			idle = time.Now()
+		}
+		rt.tr.fast.put(addr, pc, idle) // idle, it reads nothing; whoever takes it sets its deadline
 	} else {
 		pc.Close()
 	}
@@ -586,7 +603,10 @@ func (h *h1conn) attemptStart() time.Time {
 // again on a new one.
 func (h *h1conn) exchangeHead(rt *route, addr string, readTimeout time.Duration, now time.Time) (*pooledConn, error) {
 	for again := false; ; again = true {
-		pc, reused, err := rt.upstreamConn(context.Background(), addr)
+		if again {
+			now = time.Now()
+		}
+		pc, reused, err := rt.upstreamConn(context.Background(), addr, now)
 		if err != nil {
 			return nil, err
 		}
@@ -594,9 +614,6 @@ func (h *h1conn) exchangeHead(rt *route, addr string, readTimeout time.Duration,
 		// The wait's deadline is the sooner of the read timeout and the
 		// first client probe; awaitUpstream moves it on. (Writes have the
 		// upstream's write timeout: writeTimeoutConn.)
-		if again {
-			now = time.Now()
-		}
 		deadline := now.Add(readTimeout)
 		pc.setWaitDeadline(now, sooner(deadline, now.Add(clientProbe)))
 		h.writeUpstreamRequest(pc.bw)

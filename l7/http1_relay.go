@@ -76,6 +76,7 @@ func (h *h1conn) relayN(pc *pooledConn, n int64, readTimeout time.Duration) (int
 			if h.bw.Flush() != nil {
 				return done, errClientWrite
 			}
+			h.bodyWaited = true
 			if err := h.awaitUpstream(pc, 1, time.Now().Add(readTimeout)); err != nil {
 				if errors.Is(err, io.EOF) {
 					return done, errUpstreamEOF
@@ -174,6 +175,7 @@ func (h *h1conn) upstreamLine(pc *pooledConn, readTimeout time.Duration) ([]byte
 		if h.bw.Flush() != nil {
 			return nil, 0, errClientWrite
 		}
+		h.bodyWaited = true
 		if err := h.awaitUpstream(pc, len(buf)+1, time.Now().Add(readTimeout)); err != nil {
 			return nil, 0, err
 		}

@@ -138,15 +138,17 @@ func newConnPool(max int, idle time.Duration) *connPool {
 	return &connPool{conns: map[string][]*pooledConn{}, max: max, idle: idle}
 }
 
-// get returns the most recently used idle connection to addr, or nil.
-func (cp *connPool) get(addr string) *pooledConn {
+// get returns the most recently used idle connection to addr, or nil; now
+// is the caller's clock (a request's start: the idle timeout is seconds,
+// and a clock read costs as much as the pool's lookup).
+func (cp *connPool) get(addr string, now time.Time) *pooledConn {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	s := cp.conns[addr]
 	for len(s) > 0 {
 		pc := s[len(s)-1]
 		s = s[:len(s)-1]
-		if time.Since(pc.since) < cp.idle {
+		if now.Sub(pc.since) < cp.idle {
 			cp.conns[addr] = s
 			return pc
 		}
@@ -156,10 +158,10 @@ func (cp *connPool) get(addr string) *pooledConn {
 	return nil
 }
 
-// put keeps pc for the next request to addr, or closes it when the pool is
-// full or closed.
-func (cp *connPool) put(addr string, pc *pooledConn) {
-	pc.since = time.Now()
+// put keeps pc, idle since now, for the next request to addr, or closes it
+// when the pool is full or closed.
+func (cp *connPool) put(addr string, pc *pooledConn, now time.Time) {
+	pc.since = now
 	cp.mu.Lock()
 	if !cp.closed && len(cp.conns[addr]) < cp.max {
 		cp.conns[addr] = append(cp.conns[addr], pc)
@@ -186,8 +188,8 @@ func (cp *connPool) close() {
 // upstreamConn returns an idle keep-alive connection to addr from the
 // route's upstream (reused), or a new one dialled within the route's connect
 // timeout.
-func (rt *route) upstreamConn(ctx context.Context, addr string) (pc *pooledConn, reused bool, err error) {
-	if pc := rt.tr.fast.get(addr); pc != nil {
+func (rt *route) upstreamConn(ctx context.Context, addr string, now time.Time) (pc *pooledConn, reused bool, err error) {
+	if pc := rt.tr.fast.get(addr, now); pc != nil {
 		return pc, true, nil
 	}
 	if rt.connectTimeout > 0 {

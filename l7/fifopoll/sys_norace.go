@@ -16,14 +16,21 @@ import (
 // the writer to the back of the global run queue. On the L7 benchmark's
 // proxy the raw calls halved the context switches.
 
-// ReadFD is read(2) for a nonblocking descriptor.
-func ReadFD(fd int, b []byte) (int, error) { return rawIO(unix.SYS_READ, fd, b) }
+//
+// They are recv(2) and send(2), not read(2) and write(2): those go through
+// the file layer (the descriptor's position lock, the permission hooks, an
+// indirect call to the socket's read_iter) before they reach the socket,
+// which on the proxy's benchmark cost about 5% of its CPU. MSG_NOSIGNAL
+// spares the runtime a SIGPIPE for every write to a closed connection.
 
-func sysWrite(fd int, b []byte) (int, error) { return rawIO(unix.SYS_WRITE, fd, b) }
+// ReadFD reads a nonblocking socket: recv(2).
+func ReadFD(fd int, b []byte) (int, error) { return rawIO(unix.SYS_RECVFROM, fd, b, 0) }
 
-// rawIO is read(2) or write(2), by trap, of b on fd.
-func rawIO(trap uintptr, fd int, b []byte) (int, error) {
-	n, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+func sysWrite(fd int, b []byte) (int, error) { return rawIO(unix.SYS_SENDTO, fd, b, unix.MSG_NOSIGNAL) }
+
+// rawIO is recvfrom(2) or sendto(2), by trap, of b on fd, with no address.
+func rawIO(trap uintptr, fd int, b []byte, flags int) (int, error) {
+	n, _, e := unix.RawSyscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), uintptr(flags), 0, 0)
 	if e != 0 {
 		return 0, e
 	}

@@ -217,9 +217,14 @@ func (p *Pool) apply(in Config) error {
 // nginx does. It returns nil when the pool has no such server.
 //
 // Pick does not allocate and takes no pool-wide lock.
-func (p *Pool) Pick(key string, tried []*Server) *Server {
+func (p *Pool) Pick(key string, tried []*Server) *Server { return p.PickAt(key, tried, p.now()) }
+
+// PickAt is Pick at the caller's clock now, for a caller that has just
+// read it: failures time out in seconds, and a clock read costs about as
+// much as the pick.
+func (p *Pool) PickAt(key string, tried []*Server, now time.Time) *Server {
 	sn := p.snap.Load()
-	f := Filter{Now: p.now().UnixNano(), Tried: tried}
+	f := Filter{Now: now.UnixNano(), Tried: tried}
 	if sn.primary != nil {
 		if s := pick(sn.primary, key, f); s != nil {
 			return s

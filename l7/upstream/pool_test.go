@@ -239,3 +239,26 @@ func TestConcurrentPickUpdateReport(t *testing.T) {
 		})
 	}
 }
+
+// PickAt judges the servers' time outs at the clock it is given, not the
+// pool's: the HTTP/1.1 loop passes the request's start.
+func TestPickAtJudgesFailuresAtTheGivenClock(t *testing.T) {
+	clk := newFakeClock()
+	p := testPool(t, Config{Name: "u", Servers: servers(2)}, clk)
+	fail(byAddr(t, p, "10.0.0.1:80"), 1)
+	failedAt := clk.Now()
+	for range 4 {
+		if s := p.PickAt("", nil, failedAt.Add(time.Second)); s == nil || s.Addr() != "10.0.0.2:80" {
+			t.Fatalf("a second after the failure: picked %v, want 10.0.0.2:80 only", s)
+		}
+	}
+	// The pool's own clock has not moved; the clock given has.
+	back := failedAt.Add(DefaultFailTimeout + time.Second)
+	got := map[string]int{}
+	for range 4 {
+		got[p.PickAt("", nil, back).Addr()]++
+	}
+	if got["10.0.0.1:80"] == 0 {
+		t.Errorf("past the fail timeout by the given clock: picks %v, want 10.0.0.1:80 among them", got)
+	}
+}
