@@ -94,6 +94,9 @@ l7v() { awk -v n="$1" -v f="$2" '$1 == n && $2 ~ /^[0-9.]+$/ { print $f }' "$out
 row "L7 proxy req/s (same backend; one core each)" "$(l7v sluice 2)" "nginx $(l7v nginx 2)" "$(ratio "$(l7v sluice 2)" "$(l7v nginx 2)")" "≥ 1.0×"
 row "L7 proxy req/s vs HAProxy" "$(l7v sluice 2)" "haproxy $(l7v haproxy 2)" "$(ratio "$(l7v sluice 2)" "$(l7v haproxy 2)")" "—"
 row "L7 proxy p99" "$(l7v sluice 3)" "nginx $(l7v nginx 3)" "—" "≤ nginx"
+l7shared() { awk -v n="sluice/$1" '$1 == "shared" && $2 == n { print $3 }' "$out/l7.txt" | tail -1; }
+row "L7 proxy requests, both on one shared core at once (the inverse of CPU per request)" "—" "nginx" "$(ratio "$(l7shared nginx)" 1)" "—"
+row "L7 proxy requests, one shared core, vs HAProxy" "—" "haproxy" "$(ratio "$(l7shared haproxy)" 1)" "—"
 
 if ls l4/*_test.go >/dev/null 2>&1 && grep -q BenchmarkBuildTable l4/*_test.go; then
 	echo "== Maglev table build, 1,000 backends, M = 65537"

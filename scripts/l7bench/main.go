@@ -11,7 +11,14 @@
 // requests-per-second p99" lines); then it prints one "name
 // requests-per-second p99" line per contender, its median round ("name
 // not-measured" when one could not be set up), and the ratios to nginx. "direct" is wrk against the backend with no proxy: the ceiling.
-// With -profile, Sluice's proxy writes cpu.pprof and mem.pprof to DIR
+// Then, -rounds times, "shared": Sluice and each other proxy are loaded at
+// once, each by its own wrk with half the connections, while they share
+// the proxy CPU ("sharedN sluice/nginx ratio sluice-rps nginx-rps" lines,
+// then "shared sluice/nginx median-ratio"). The scheduler gives both the
+// same share of the core, so the ratio of their request rates is the
+// inverse ratio of their CPU cost per request; the machine's drift, which
+// moves consecutive single runs by up to 30%, hits both alike. With
+// -profile, Sluice's proxy writes cpu.pprof and mem.pprof to DIR
 // covering its life. Root is not needed; nginx, haproxy, wrk and
 // taskset are (scripts/deps.sh bench). Everything it starts is stopped on
 // exit, interrupt included; configs live in a temporary directory.
@@ -158,6 +165,31 @@ func run() error {
 			fmt.Printf("round%d %s %.0f %.2fms\n", i+1, r.name, r.rps, float64(r.p99)/float64(time.Millisecond))
 		}
 	}
+	var sluice *contender
+	for _, c := range cs {
+		if c.name == "sluice" && c.err == nil {
+			sluice = c
+		}
+	}
+	for _, c := range cs {
+		if sluice == nil || c == sluice || c.err != nil || c.name == "direct" {
+			continue
+		}
+		var ratios []float64
+		for i := range *rounds {
+			a, b, err := loadTogether(sluice.addr, c.addr)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "l7bench: shared core, sluice and %s: %v\n", c.name, err)
+				break
+			}
+			ratios = append(ratios, a/b)
+			fmt.Printf("shared%d sluice/%s %.3f %.0f %.0f\n", i+1, c.name, a/b, a, b)
+		}
+		if len(ratios) > 0 {
+			slices.Sort(ratios)
+			fmt.Printf("shared sluice/%s %.3f\n", c.name, ratios[len(ratios)/2])
+		}
+	}
 	var results []result
 	for _, c := range cs {
 		r := result{name: c.name, err: c.err}
@@ -232,13 +264,43 @@ func load(addr string) (float64, time.Duration, error) {
 	return parseWrk(out)
 }
 
-func wrk(url string, d time.Duration) (string, error) {
+// loadTogether runs two wrk at once on the load CPU, half the connections
+// each, against a and b, and returns their requests per second.
+func loadTogether(a, b string) (float64, float64, error) {
+	half := max(*conns/2, 1)
+	var outs [2]string
+	var errs [2]error
+	var wg sync.WaitGroup
+	for i, addr := range []string{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i], errs[i] = wrkWith("http://"+addr+"/", *duration, half)
+		}()
+	}
+	wg.Wait()
+	var rps [2]float64
+	for i := range outs {
+		if errs[i] != nil {
+			return 0, 0, errs[i]
+		}
+		var err error
+		if rps[i], _, err = parseWrk(outs[i]); err != nil {
+			return 0, 0, err
+		}
+	}
+	return rps[0], rps[1], nil
+}
+
+func wrk(url string, d time.Duration) (string, error) { return wrkWith(url, d, *conns) }
+
+func wrkWith(url string, d time.Duration, conns int) (string, error) {
 	secs := int(d.Round(time.Second) / time.Second)
 	if secs < 1 {
 		secs = 1
 	}
 	cmd := exec.Command("taskset", "-c", strconv.Itoa(*loadCPU), "wrk", "-t1",
-		"-c"+strconv.Itoa(*conns), "-d"+strconv.Itoa(secs)+"s", "--latency", url)
+		"-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(secs)+"s", "--latency", url)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("wrk: %w: %s", err, out)
