@@ -85,7 +85,8 @@ func New(opts Options) (*Proxy, error) {
 	}
 	p := &Proxy{log: opts.Logger, poll: poll, stats: opts.Stats, access: access, limits: opts.Limits.withDefaults(),
 		pools: map[string]*upstream.Pool{}, upstreams: map[string]*upstreamTransport{},
-		plain: newConnQueue(), secure: newConnQueue(), gm: newConnQueue(), closed: make(chan struct{})}
+		closed: make(chan struct{})}
+	p.plain, p.secure, p.gm = newConnQueue(p.stats.ClientClosed), newConnQueue(p.stats.ClientClosed), newConnQueue(p.stats.ClientClosed)
 	p.tab.Store(&table{endpoints: map[netip.AddrPort]*endpoint{}, tlsCerts: newCertSet(nil), tlcpCerts: newCertSet(nil)})
 	p.tlsConfig = &tls.Config{GetCertificate: p.tlsCertificate, NextProtos: []string{"h2", "http/1.1"},
 		MinVersion: tls.VersionTLS12}
@@ -442,22 +443,30 @@ func localAddrPort(a net.Addr) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
-// connQueue is a net.Listener fed by the dispatcher.
+// connQueue is a net.Listener fed by the dispatcher. A connection it
+// never hands to Accept, pushed after Close or still queued then, it
+// closes, and tells dropped (the client-connection gauge's end).
 type connQueue struct {
-	ch   chan net.Conn
-	done chan struct{}
-	once sync.Once
+	ch      chan net.Conn
+	done    chan struct{}
+	once    sync.Once
+	dropped func()
 }
 
-func newConnQueue() *connQueue {
-	return &connQueue{ch: make(chan net.Conn, 128), done: make(chan struct{})}
+func newConnQueue(dropped func()) *connQueue {
+	return &connQueue{ch: make(chan net.Conn, 128), done: make(chan struct{}), dropped: dropped}
 }
 
 func (q *connQueue) push(c net.Conn) {
 	select {
 	case q.ch <- c:
+		select {
+		case <-q.done: // closed meanwhile: nobody may take it
+			q.drain()
+		default:
+		}
 	case <-q.done:
-		c.Close()
+		q.drop(c)
 	}
 }
 
@@ -471,8 +480,28 @@ func (q *connQueue) Accept() (net.Conn, error) {
 }
 
 func (q *connQueue) Close() error {
-	q.once.Do(func() { close(q.done) })
+	q.once.Do(func() {
+		close(q.done)
+		q.drain()
+	})
 	return nil
+}
+
+// drain drops what the queue holds.
+func (q *connQueue) drain() {
+	for {
+		select {
+		case c := <-q.ch:
+			q.drop(c)
+		default:
+			return
+		}
+	}
+}
+
+func (q *connQueue) drop(c net.Conn) {
+	c.Close()
+	q.dropped()
 }
 
 func (q *connQueue) Addr() net.Addr { return &net.TCPAddr{} }

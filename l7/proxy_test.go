@@ -795,3 +795,33 @@ func TestClientConnectionsAreCounted(t *testing.T) {
 		t.Errorf("after every client closed: %+v, want 0 active of 5", got)
 	}
 }
+
+// A connection the dispatcher queues for a net/http server that is closed
+// before taking it, or queues after, is closed and counted as ended: the
+// client is not left hanging and the gauge does not keep it.
+func TestConnQueueClosesWhatNoServerTook(t *testing.T) {
+	var dropped atomic.Int32
+	q := newConnQueue(func() { dropped.Add(1) })
+	var peers []net.Conn
+	queue := func() {
+		c, peer := net.Pipe()
+		peers = append(peers, peer)
+		q.push(c)
+	}
+	queue()
+	queue()
+	q.Close()
+	queue()
+	if got := dropped.Load(); got != 3 {
+		t.Errorf("dropped %d connections, want the 3 nobody accepted", got)
+	}
+	for i, peer := range peers {
+		_ = peer.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := peer.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+			t.Errorf("connection %d: client reads %v, want EOF (closed)", i, err)
+		}
+	}
+	if c, err := q.Accept(); err == nil {
+		t.Errorf("Accept after Close returned %v, want net.ErrClosed", c.LocalAddr())
+	}
+}
