@@ -10,7 +10,7 @@ import (
 )
 
 //go:generate go tool bpf2go -tags linux -target bpfel -type verdict -type drop_reason -type policy_mode -type acl_v4_key -type acl_v6_key -type acl_v4_host_key -type acl_v6_host_key -type acl_v4_block -type acl_v4_bucket -type acl_policy -type counter -type iface_stats -type lb_mode -type lb_hash -type backend_flag -type svc_key -type svc_info -type svc_entry -type backend_info -type flow_key -type flow_key4 -type flow_state -type lb_settings -type lb_iface -type lb_counter -type lb_flow_stats -type flow_cache_entry XDP xdp.c -- -O2 -g -Wall -Werror -I./include
-//go:generate go tool bpf2go -tags linux -target bpfel Decap decap.c -- -O2 -g -Wall -Werror -I./include
+//go:generate go tool bpf2go -tags linux -target bpfel -type decap_counter Decap decap.c -- -O2 -g -Wall -Werror -I./include
 //go:generate go tool bpf2go -tags linux -target bpfel -type steer_key -type steer_stats -output-stem sk_lookup SkLookup sk_lookup.c -- -O2 -g -Wall -Werror -I./include
 
 // SetFlowCacheSlots sizes each CPU's flow cache (lb_flow_cache): n slots of

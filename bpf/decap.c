@@ -40,6 +40,8 @@ struct {
 	__uint(max_entries, DECAP_STATS_MAX);
 } decap_stats SEC(".maps");
 
+const enum decap_counter *unused_decap_counter __attribute__((unused));
+
 static __always_inline void count(__u32 what, struct xdp_md *ctx)
 {
 	struct counter *c = bpf_map_lookup_elem(&decap_stats, &what);

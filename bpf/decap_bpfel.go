@@ -19,6 +19,14 @@ type DecapCounter struct {
 	Bytes   uint64
 }
 
+type DecapDecapCounter uint32
+
+const (
+	DecapDecapCounterDECAP_STRIPPED  DecapDecapCounter = 0
+	DecapDecapCounterDECAP_NOT_LOCAL DecapDecapCounter = 1
+	DecapDecapCounterDECAP_STATS_MAX DecapDecapCounter = 2
+)
+
 type DecapSvcKey struct {
 	_      structs.HostLayout
 	Addr   [16]uint8
@@ -31,9 +39,10 @@ type DecapSvcKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	DecapMapDecapStats   = "decap_stats"
-	DecapMapDecapVips    = "decap_vips"
-	DecapProgSluiceDecap = "sluice_decap"
+	DecapMapDecapStats         = "decap_stats"
+	DecapMapDecapVips          = "decap_vips"
+	DecapProgSluiceDecap       = "sluice_decap"
+	DecapVarUnusedDecapCounter = "unused_decap_counter"
 )
 
 // LoadDecap returns the embedded CollectionSpec for Decap.
@@ -93,6 +102,7 @@ type DecapMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type DecapVariableSpecs struct {
+	UnusedDecapCounter *ebpf.VariableSpec `ebpf:"unused_decap_counter"`
 }
 
 // DecapObjects contains all objects after they have been loaded into the kernel.
@@ -130,6 +140,7 @@ func (m *DecapMaps) Close() error {
 //
 // It can be passed to LoadDecapObjects or ebpf.CollectionSpec.LoadAndAssign.
 type DecapVariables struct {
+	UnusedDecapCounter *ebpf.Variable `ebpf:"unused_decap_counter"`
 }
 
 // DecapPrograms contains all programs after they have been loaded into the kernel.

@@ -150,10 +150,10 @@ func ReadDecap(pinDir string) (DecapState, error) {
 		return st, fmt.Errorf("decap vips: %w", err)
 	}
 	slices.SortFunc(st.VIPs, netip.Addr.Compare)
-	if st.Stripped, err = maps.SumCounters(stats, decapStripped); err != nil {
+	if st.Stripped, err = maps.SumCounters(stats, uint32(bpf.DecapDecapCounterDECAP_STRIPPED)); err != nil {
 		return st, fmt.Errorf("decap counters: %w", err)
 	}
-	if st.NotLocal, err = maps.SumCounters(stats, decapNotLocal); err != nil {
+	if st.NotLocal, err = maps.SumCounters(stats, uint32(bpf.DecapDecapCounterDECAP_NOT_LOCAL)); err != nil {
 		return st, fmt.Errorf("decap counters: %w", err)
 	}
 	if st.Interfaces, err = Attached(pinDir); err != nil {
@@ -161,9 +161,3 @@ func ReadDecap(pinDir string) (DecapState, error) {
 	}
 	return st, nil
 }
-
-// The slots of decap_stats (DECAP_STRIPPED, DECAP_NOT_LOCAL in bpf/include/consts.h).
-const (
-	decapStripped = 0
-	decapNotLocal = 1
-)

@@ -76,10 +76,13 @@
 #define SL_AF_INET 2
 #define SL_AF_INET6 10
 
-/* The decap program's counters. */
-#define DECAP_STRIPPED 0
-#define DECAP_NOT_LOCAL 1
-#define DECAP_STATS_MAX 2
+/* The decap program's counters: the slots of decap_stats (an enum, so that
+ * bpf2go gives them to Go too). */
+enum decap_counter {
+	DECAP_STRIPPED = 0,
+	DECAP_NOT_LOCAL = 1,
+	DECAP_STATS_MAX = 2,
+};
 
 /* Outer headers of the encapsulations. */
 #define IPIP_OVERHEAD 20
