@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/cilium/ebpf"
 
@@ -52,8 +53,10 @@ func Decap(pinDir, iface string, vips []netip.Addr, mode XDPMode, log *slog.Logg
 	if err != nil {
 		return Attachment{}, err
 	}
-	for _, m := range spec.Maps {
-		m.Pinning = ebpf.PinByName
+	for name, m := range spec.Maps {
+		if !strings.HasPrefix(name, ".") { // .bss/.rodata are the program's own, not shared state
+			m.Pinning = ebpf.PinByName
+		}
 	}
 	var objs bpf.DecapObjects
 	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: mapDir}}); err != nil {
