@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,22 +17,48 @@ import (
 	"github.com/sluicelb/sluice/test/lab"
 )
 
-// spread opens n fresh connections to the VIP's HTTP port and counts the
-// backends that answered; a connection that fails is counted under "", and
-// three failures end the test.
-func spread(t *testing.T, l *lab.L4Lab, port string, n int) map[string]int {
+// answered is one connection of spreadFlows: the client's end of it and
+// the backend that answered it ("": the connection failed).
+type answered struct {
+	src     netip.AddrPort
+	backend string
+}
+
+// spreadFlows opens n fresh connections to the VIP's port, one request
+// each; three failures end the test.
+func spreadFlows(t *testing.T, l *lab.L4Lab, port string, n int) []answered {
 	t.Helper()
-	got := map[string]int{}
+	out := make([]answered, 0, n)
+	failed := 0
 	for range n {
-		name := ""
+		var a answered
 		if c, err := l.OpenHTTP(port); err == nil {
-			name, _ = c.Ask()
+			a.src = c.LocalAddr().(*net.TCPAddr).AddrPort()
+			a.backend, _ = c.Ask()
 			c.Close()
 		}
-		got[name]++
-		if got[""] >= 3 {
-			t.Fatalf("connections to the VIP fail: %v", got)
+		if a.backend == "" {
+			failed++
 		}
+		out = append(out, a)
+		if failed >= 3 {
+			t.Fatalf("connections to the VIP fail: %v", countBackends(out))
+		}
+	}
+	return out
+}
+
+// spread opens n fresh connections to the VIP's port and counts the
+// backends that answered; a connection that failed is counted under "".
+func spread(t *testing.T, l *lab.L4Lab, port string, n int) map[string]int {
+	t.Helper()
+	return countBackends(spreadFlows(t, l, port, n))
+}
+
+func countBackends(as []answered) map[string]int {
+	got := map[string]int{}
+	for _, a := range as {
+		got[a.backend]++
 	}
 	return got
 }
@@ -136,13 +163,17 @@ func svcSet(t *testing.T, l *lab.L4Lab, name, port, mode string, backends ...str
 }
 
 // weightedSpread sets service web in mode over the lab's three backends,
-// weighted 1:2:1, and checks that 300 connections spread so, each share
-// within 10 points; it returns how many each backend answered.
+// weighted 1:2:1, and checks that 300 connections spread so: each share
+// within 10 points, and each connection answered by the backend that the
+// Maglev table built in Go (l4.BuildTable, l4.FlowHash) gives its flow, as
+// a second load balancer given the same service would send it. It returns
+// how many each backend answered.
 func weightedSpread(t *testing.T, l *lab.L4Lab, d *lab.Daemon, mode string) map[string]int {
 	t.Helper()
 	b0, b1, b2 := lab.L4BackendAddr(0), lab.L4BackendAddr(1), lab.L4BackendAddr(2)
 	svcSet(t, l, "web", lab.L4HTTPPort, mode, b0+",weight=100", b1+",weight=200", b2+",weight=100")
-	got := spread(t, l, lab.L4HTTPPort, 300)
+	flows := spreadFlows(t, l, lab.L4HTTPPort, 300)
+	got := countBackends(flows)
 	if got[""] > 0 {
 		t.Fatalf("%s: %d of 300 connections failed: %v\n%s", mode, got[""], got, d.Log())
 	}
@@ -150,6 +181,29 @@ func weightedSpread(t *testing.T, l *lab.L4Lab, d *lab.Daemon, mode string) map[
 		if share := float64(got[name]) / 300; share < want-0.10 || share > want+0.10 {
 			t.Errorf("%s: %s took %.0f%% of the connections, want %.0f%% ± 10: %v", mode, name, share*100, want*100, got)
 		}
+	}
+	const tableSize = 4099 // svcSet's
+	table, err := l4.BuildTable([]l4.MaglevBackend{
+		{Addr: netip.MustParseAddr(b0), Weight: 100}, {Addr: netip.MustParseAddr(b1), Weight: 200},
+		{Addr: netip.MustParseAddr(b2), Weight: 100}}, tableSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := strconv.Atoi(lab.L4HTTPPort)
+	misplaced := 0
+	for _, f := range flows {
+		flow := l4.Flow{Src: f.src.Addr().Unmap(), Dst: netip.MustParseAddr(lab.L4VIP),
+			SrcPort: f.src.Port(), DstPort: uint16(port), Proto: 6}
+		want := fmt.Sprintf("b%d", table[l4.FlowHash(flow, l4.Hash5Tuple)%tableSize])
+		if f.backend != want {
+			if misplaced++; misplaced <= 3 {
+				t.Errorf("%s: the connection from %s was answered by %s; the Maglev table gives its flow to %s",
+					mode, f.src, f.backend, want)
+			}
+		}
+	}
+	if misplaced > 3 {
+		t.Errorf("%s: %d of 300 connections in all were not answered where the table puts them", mode, misplaced)
 	}
 	return got
 }
