@@ -185,12 +185,12 @@ func (p *Proxy) roundTrip(req *http.Request) (*http.Response, error) {
 
 // tryServers calls attempt on servers of rt's pool picked for key, one
 // after another, until one is done; the first pick is at the clock now
-// (zero: read it), as serving the request began. It moves on while tries remain and the
-// failure allows it: always after a connection error (nothing was sent),
-// after other errors only for idempotent methods or when the location
-// allows any, never when stop says so (the client went away, a request
-// body started to flow). It returns the last error, errNoServer when no
-// server was tried.
+// (zero: read it), as serving the request began. It moves on while tries
+// remain and the failure allows it: always after a connection error
+// (nothing was sent), after other errors only for idempotent methods or
+// when the location allows any, never when stop says so (the client went
+// away, a request body started to flow). It returns the last error,
+// errNoServer when no server was tried.
 func (rt *route) tryServers(key, method string, now time.Time, attempt func(*upstream.Server) (done bool, err error), stop func(error) bool) error {
 	var triedBuf [4]*upstream.Server
 	tried := triedBuf[:0]
