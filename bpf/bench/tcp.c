@@ -29,6 +29,7 @@
  * acknowledge ours yet. */
 #define AFTER_FIN(seq) (((seq) & ~0xffu) + 2 + PAYLOAD)
 #define IP_DF 0x4000
+#define SEED_PROTO 0x88b5 /* IEEE local experimental EtherType */
 
 /* Set before loading. Addresses, ports and masks are in network order. */
 volatile const __u8 lb_mac[ETH_ALEN];     /* the load balancer's side of the clients' link */
@@ -233,8 +234,7 @@ static __always_inline int is_client(__be32 addr)
  * evenly, where a run per burst cost the kernel milliseconds each (the live
  * frames' page pool). It writes the whole frame, whatever it held: in
  * live-frames mode the kernel recycles pages without restoring them. */
-SEC("xdp")
-int tcp_syn_gen(struct xdp_md *ctx)
+static __always_inline int syn_gen(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -273,6 +273,12 @@ int tcp_syn_gen(struct xdp_md *ctx)
 	tcp->syn = 1;
 	finish(ip, tcp, 0, data_end);
 	return XDP_TX;
+}
+
+SEC("xdp")
+int tcp_syn_gen(struct xdp_md *ctx)
+{
+	return syn_gen(ctx);
 }
 
 /* tcp_server answers the connections to vport on the backends' veth: a SYN
@@ -340,7 +346,9 @@ int tcp_server(struct xdp_md *ctx)
 
 /* tcp_client answers, on the clients' veth, a SYN-ACK with the request, the
  * echo with a FIN (counted), a FIN with its ACK; segments to other
- * addresses than the clients' pass. */
+ * addresses than the clients' pass. A seed frame (SEED_PROTO, sent into the
+ * veth from the load balancer's side where live frames are refused) it
+ * turns into the generator's next SYN, as tcp_syn_gen would. */
 SEC("xdp")
 int tcp_client(struct xdp_md *ctx)
 {
@@ -350,6 +358,8 @@ int tcp_client(struct xdp_md *ctx)
 	struct iphdr *ip = (void *)(eth + 1);
 	struct seg s;
 
+	if ((void *)(eth + 1) <= data_end && eth->h_proto == bpf_htons(SEED_PROTO))
+		return syn_gen(ctx);
 	if ((void *)(ip + 1) > data_end || eth_proto(eth) != bpf_htons(ETH_P_IP) || !is_client(ip->daddr))
 		return XDP_PASS;
 	if (!parse(eth, ip, data_end, &s) || s.sport != vport)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -25,7 +26,8 @@ import (
 )
 
 // The TCP comparison with HAProxy, driven like the forwarding runs by the
-// live-frames generator. A TCP proxy terminates connections, so frames of no
+// live-frames generator, or where the kernel refuses that mode by seed frames
+// that tcp_client turns into the same SYNs (seedTCP). A TCP proxy terminates connections, so frames of no
 // connection would only be refused: the generator opens connections instead
 // (SYNs from many client addresses and ports), and stateless TCP endpoints in
 // XDP carry them on (bpf/bench/tcp.c): on the clients' veth one sends the
@@ -59,6 +61,9 @@ var tcpClients = netip.MustParsePrefix("10.99.0.0/16")
 type tcpEndpoints struct {
 	objs                 bench.TCPObjects
 	client, server, pass link.Link
+	// seeded: the kernel refuses live frames, so the SYNs are made by
+	// tcp_client from seed frames (seedTCP) instead of by tcp_syn_gen.
+	seeded bool
 }
 
 func (e *tcpEndpoints) close() {
@@ -203,13 +208,21 @@ func (l l4lab) offer(e *tcpEndpoints, genIdx int, rate float64, loopRate *float6
 	if err := e.objs.GenPace.Put(uint32(0), pace); err != nil {
 		return 0, 0, err
 	}
-	frames := uint32(min(*loopRate*tcpStep.Seconds(), 1<<31))
-	// Ethernet, IPv4, TCP: tcp_syn_gen writes them all.
-	elapsed, err := generate(l.gen, e.objs.TcpSynGen, make([]byte, 54), genIdx, frames)
+	var elapsed time.Duration
+	var err error
+	if e.seeded {
+		elapsed, err = l.seedTCP(*tcpStep)
+	} else {
+		frames := uint32(min(*loopRate*tcpStep.Seconds(), 1<<31))
+		// Ethernet, IPv4, TCP: tcp_syn_gen writes them all.
+		elapsed, err = generate(l.gen, e.objs.TcpSynGen, make([]byte, 54), genIdx, frames)
+		if err == nil {
+			*loopRate = float64(frames) / elapsed.Seconds()
+		}
+	}
 	if err != nil {
 		return 0, 0, err
 	}
-	*loopRate = float64(frames) / elapsed.Seconds()
 	if err := e.objs.GenPace.Lookup(uint32(0), &pace); err != nil {
 		return 0, 0, err
 	}
@@ -407,6 +420,15 @@ func (l l4lab) runTCP(beMAC net.HardwareAddr) error {
 	if err != nil {
 		return err
 	}
+	if err := probeLiveFrames(l.gen, genIdx); err != nil {
+		var se setupError
+		if !errors.As(err, &se) {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "vethbench: TCP comparison: %v; seeding the generator with a packet socket instead\n", err)
+		e.seeded = true
+		fmt.Println("generator seeded")
+	}
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	if err != nil {
 		return fmt.Errorf("enable bpf run time stats: %w", err)
@@ -417,7 +439,21 @@ func (l l4lab) runTCP(beMAC net.HardwareAddr) error {
 		setup func() (func(), func() (time.Duration, error), error)
 	}{
 		{"sluice_tcp_conn", func() (func(), func() (time.Duration, error), error) { return l.sluiceTCP(beMAC) }},
-		{"haproxy_tcp_conn", l.haproxy},
+		{"haproxy_tcp_conn", func() (func(), func() (time.Duration, error), error) {
+			cleanup, cpu, err := l.haproxy()
+			if err != nil || !e.seeded {
+				return cleanup, cpu, err
+			}
+			// The SYNs tcp_client sends from its veth's NAPI reach the
+			// kernel's stack on lbA only through an XDP program there (as
+			// the server's answers on lbB): GRO alone left them in its ring.
+			pass, err := attachXDP(l.lb, l.lbA, e.objs.XdpPass)
+			if err != nil {
+				cleanup()
+				return nil, nil, err
+			}
+			return func() { pass.Close(); cleanup() }, cpu, nil
+		}},
 	} {
 		cleanup, cpu, err := c.setup()
 		if err != nil {
@@ -443,4 +479,70 @@ func (l l4lab) runTCP(beMAC net.HardwareAddr) error {
 		fmt.Printf("%s_cpu %.0f\n", c.name, float64(cpu1-cpu0)/float64(conns))
 	}
 	return nil
+}
+
+// seedTCP stands in for the live-frames generator where the kernel refuses
+// that mode: for d, from the load balancer's namespace and on the last CPU
+// (the generator's), it sends seed frames (SEED_PROTO in bpf/bench/tcp.c)
+// through a packet socket out of the load balancer's side of the clients'
+// link; tcp_client, on the clients' side, turns each into the generator's
+// next SYN, paced as tcp_syn_gen paces, and sends it back in. The seeds
+// cost the generator's CPU, not the load balancer's, whose work per
+// connection stays what it is with live frames. It returns how long it
+// sent.
+func (l l4lab) seedTCP(d time.Duration) (time.Duration, error) {
+	genMAC, err := macOf(l.gen, l.genIf)
+	if err != nil {
+		return 0, err
+	}
+	var elapsed time.Duration
+	err = testlab.InNS(l.lb, func() error {
+		var orig, one unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &orig); err != nil {
+			return err
+		}
+		one.Set(runtime.NumCPU() - 1)
+		if err := unix.SchedSetaffinity(0, &one); err != nil {
+			return err
+		}
+		defer unix.SchedSetaffinity(0, &orig)
+		ifc, err := net.InterfaceByName(l.lbA)
+		if err != nil {
+			return err
+		}
+		const seedProto = 0x88b5
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0) // sends only
+		if err != nil {
+			return fmt.Errorf("packet socket: %w", err)
+		}
+		defer unix.Close(fd)
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
+			return fmt.Errorf("packet socket: %w", err)
+		}
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: 0, Ifindex: ifc.Index}); err != nil {
+			return fmt.Errorf("packet socket: %w", err)
+		}
+		seed := make([]byte, 60) // room for the SYN tcp_client writes over it
+		copy(seed[0:6], genMAC)
+		copy(seed[6:12], ifc.HardwareAddr)
+		seed[12], seed[13] = seedProto>>8, seedProto&0xff
+		const batch = 64
+		iov := unix.Iovec{Base: &seed[0]}
+		iov.SetLen(len(seed))
+		msgs := make([]unix.Mmsghdr, batch)
+		for i := range msgs {
+			msgs[i].Hdr.Iov = &iov
+			msgs[i].Hdr.SetIovlen(1)
+		}
+		start := time.Now()
+		for time.Since(start) < d {
+			_, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])), batch, 0, 0, 0)
+			if e != 0 && e != unix.ENOBUFS && e != unix.EAGAIN && e != unix.EINTR {
+				return fmt.Errorf("send seeds: %w", e)
+			}
+		}
+		elapsed = time.Since(start)
+		return nil
+	})
+	return elapsed, err
 }
