@@ -71,20 +71,23 @@ row "L4 connection-table hit past the flow cache, ns/packet" "$hittable" "bare X
 row "L4 connection-table hit with a 100k-prefix deny list, ns/packet" "$hitdeny" "bare XDP_DROP $bare" "$(ratio "$hitdeny" "$bare")" "—"
 row "L4 new flow, ns/packet" "$miss" "bare XDP_DROP $bare" "$(ratio "$miss" "$bare")" "≤ 8.0×"
 
-echo "== L4 forwarding on veth, live-frames generator, 16,384 client ports, 100 backends"
+echo "== L4 forwarding on veth, live-frames generator (or, where the kernel refuses it, seeded frames"
+echo "   looped back from the backends' veth), 16,384 client ports, 100 backends"
 echo "   (frames counted where they arrive, at the backends' veth; then TCP connections opened by"
 echo "   the generator, carried by stateless XDP endpoints (request 16 bytes, echo, close), through"
 echo "   Sluice dsr-ipip and HAProxy mode tcp on the same core, at rising rates: the most completed/s)"
 go run ./scripts/vethbench -mode l4 -packets 4000000 -runs 3 | tee "$out/vethl4.txt"
 l4v() { awk -v n="$1" '$1 == n { print $2 }' "$out/vethl4.txt"; }
 num() { awk -v v="$1" -v d="$2" -v s="$3" 'BEGIN { if (v ~ /^[0-9.]+$/) printf "%.*f", d, v / s; else print "not measured" }'; }
+# Where the kernel refuses live frames, seeded frames go round a loop instead (scripts/vethbench/loop.go).
+looped=""; [ "$(l4v forward_generator)" = loop ] && looped=" (frames looped: live frames refused)"
 for m in ipip l2; do
-	row "L4 forwarding on veth, Mpps, dsr-$m vs nftables DNAT (numgen)" "$(num "$(l4v sluice_$m)" 2 1e6)" \
+	row "L4 forwarding on veth, Mpps, dsr-$m vs nftables DNAT (numgen)$looped" "$(num "$(l4v sluice_$m)" 2 1e6)" \
 		"$(num "$(l4v nftables_dnat)" 2 1e6)" "$(ratio "$(l4v sluice_$m)" "$(l4v nftables_dnat)")" "≥ 4×"
 done
-row "veth harness ceiling (XDP redirect, no load balancing), Mpps" "$(num "$(l4v xdp_redirect_only)" 2 1e6)" "—" "—" "—"
+row "veth harness ceiling (XDP redirect, no load balancing), Mpps$looped" "$(num "$(l4v xdp_redirect_only)" 2 1e6)" "—" "—" "—"
 # Where the kernel refuses live frames, the generator is seeded through a packet socket.
-seeded=""; [ "$(l4v generator)" = seeded ] && seeded=" (generator seeded by a packet socket)"
+seeded=""; [ "$(l4v tcp_generator)" = seeded ] && seeded=" (generator seeded by a packet socket)"
 row "new TCP connections/s (request, echo, close), dsr-ipip vs HAProxy mode tcp$seeded" "$(num "$(l4v sluice_tcp_conn)" 0 1)" \
 	"$(num "$(l4v haproxy_tcp_conn)" 0 1)" "$(ratio "$(l4v sluice_tcp_conn)" "$(l4v haproxy_tcp_conn)")" "≥ 10×"
 row "load balancer CPU per TCP connection, µs (ratio: HAProxy ÷ Sluice)" "$(num "$(l4v sluice_tcp_conn_cpu)" 1 1e3)" \

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -108,23 +109,51 @@ func runL4() error {
 	if *tcpOnly {
 		return l.runTCP(beMAC)
 	}
-	counter, err := l.attachCounter()
-	if err != nil {
-		return err
-	}
-	closeCounter := sync.OnceFunc(counter.close)
-	defer closeCounter()
 	frame, genIdx, err := l.frame()
 	if err != nil {
 		return err
 	}
-	gen, closeGen, err := portGenerator(frame, *srcPorts)
-	if err != nil {
-		return err
-	}
-	defer closeGen()
-	g := lab{gen: l.gen, rxIf: l.lbA}
 	probe := probeLiveFrames(l.gen, genIdx)
+	// Without live frames, the frames go round the loop (loop.go) instead.
+	var loop *frameLoop
+	if se := (setupError{}); errors.As(probe, &se) {
+		fmt.Fprintf(os.Stderr, "vethbench: forwarding: %v; frames seeded by a packet socket go round a loop instead\n", probe)
+		if loop, err = l.attachLoop(); err != nil {
+			return err
+		}
+		probe = nil
+		fmt.Println("forward_generator loop")
+	}
+	closeTaps := func() {}
+	var measure func(name string) (float64, error)
+	if loop != nil {
+		closeTaps = sync.OnceFunc(loop.close)
+		measure = func(name string) (float64, error) {
+			if name == "nftables_dnat" {
+				unpass, err := l.passOnLBA(loop)
+				if err != nil {
+					return 0, setupError{err}
+				}
+				defer unpass()
+			}
+			return l.measureLoop(loop, frame)
+		}
+	} else {
+		counter, err := l.attachCounter()
+		if err != nil {
+			return err
+		}
+		closeTaps = sync.OnceFunc(counter.close)
+		gen, closeGen, err := portGenerator(frame, *srcPorts)
+		if err != nil {
+			closeTaps()
+			return err
+		}
+		defer closeGen()
+		g := lab{gen: l.gen, rxIf: l.lbA}
+		measure = func(string) (float64, error) { return g.measureWith(gen, frame, genIdx, counter.count) }
+	}
+	defer closeTaps()
 	var cs []contender
 	for _, c := range []struct {
 		name  string
@@ -148,13 +177,13 @@ func runL4() error {
 				return 0, setupError{err}
 			}
 			defer cleanup()
-			return g.measureWith(gen, frame, genIdx, counter.count)
+			return measure(c.name)
 		}})
 	}
 	if err := bestOfRounds(cs); err != nil {
 		return err
 	}
-	closeCounter()
+	closeTaps()
 	if *onlyL4 != "" {
 		return nil
 	}

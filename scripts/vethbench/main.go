@@ -15,7 +15,9 @@
 // backends behind a second veth: Sluice's XDP L4 path (dsr-ipip and dsr-l2,
 // redirected to the second veth) or nftables DNAT (numgen round robin) in the
 // kernel's forwarding path. Forwarded frames are counted where they arrive,
-// on the backends' veth; see l4.go. Then the generator opens TCP
+// on the backends' veth; see l4.go. Where the kernel refuses live frames,
+// frames seeded once go round a loop instead, from the backends' veth back
+// to the load balancer's input; see loop.go. Then the generator opens TCP
 // connections, which stateless XDP endpoints carry on, through Sluice and
 // through HAProxy at rising rates, printed as "name connections-per-second"
 // and "name_cpu load-balancer-nanoseconds-per-connection"; see tcp.go.

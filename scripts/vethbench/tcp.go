@@ -427,7 +427,7 @@ func (l l4lab) runTCP(beMAC net.HardwareAddr) error {
 		}
 		fmt.Fprintf(os.Stderr, "vethbench: TCP comparison: %v; seeding the generator with a packet socket instead\n", err)
 		e.seeded = true
-		fmt.Println("generator seeded")
+		fmt.Println("tcp_generator seeded")
 	}
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	if err != nil {
