@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"runtime"
 	"time"
 	"unsafe"
@@ -33,14 +32,21 @@ var (
 
 // frameLoop is loop.c attached to the backends' veth.
 type frameLoop struct {
-	objs   bench.LoopObjects
-	lk     link.Link
-	genIdx int
+	objs     bench.LoopObjects
+	lk       link.Link
+	genIdx   int
+	unthread func() // beB's NAPI back in softirq context
 }
 
+// close detaches the loop and gives beB's NAPI back to softirq context:
+// in a thread pinned to the generator's CPU it would share that CPU with
+// the TCP comparison's seeding, which then starved the backends' answers.
 func (f *frameLoop) close() {
 	f.lk.Close()
 	f.objs.Close()
+	if f.unthread != nil {
+		f.unthread()
+	}
 }
 
 // attachLoop loads loop.c for the lab and attaches loop_back to beB, whose
@@ -80,6 +86,9 @@ func (l l4lab) attachLoop() (*frameLoop, error) {
 	if err := sh(threadedNAPI(l.be, l.beB)...); err != nil {
 		f.close()
 		return nil, err
+	}
+	f.unthread = func() {
+		_ = sh("ip", "netns", "exec", l.be, "sh", "-c", "echo 0 > /sys/class/net/"+l.beB+"/threaded")
 	}
 	return f, nil
 }
@@ -142,28 +151,12 @@ func (l l4lab) measureLoop(f *frameLoop, frame []byte) (float64, error) {
 // seed sends n copies of frame, source ports 10000 on, out of the clients'
 // veth through a packet socket, from the last CPU.
 func (l l4lab) seed(frame []byte, n int) error {
-	return testlab.InNS(l.gen, func() error {
-		var orig, one unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &orig); err != nil {
-			return err
-		}
-		one.Set(runtime.NumCPU() - 1)
-		if err := unix.SchedSetaffinity(0, &one); err != nil {
-			return err
-		}
-		defer unix.SchedSetaffinity(0, &orig)
-		ifc, err := net.InterfaceByName(l.genIf)
+	return onGeneratorCPU(l.gen, func() error {
+		fd, _, err := packetSocket(l.genIf)
 		if err != nil {
 			return err
-		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0) // sends only
-		if err != nil {
-			return fmt.Errorf("packet socket: %w", err)
 		}
 		defer unix.Close(fd)
-		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: ifc.Index}); err != nil {
-			return fmt.Errorf("packet socket: %w", err)
-		}
 		for i := range n {
 			f := append([]byte(nil), frame...)
 			port := 10000 + i%*srcPorts

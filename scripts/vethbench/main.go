@@ -406,16 +406,7 @@ func (l lab) measureWith(gen *ebpf.Program, frame []byte, genIdx int, count func
 // namespace ns, on the last CPU, and returns how long it ran.
 func generate(ns string, gen *ebpf.Program, frame []byte, ifindex int, frames uint32) (time.Duration, error) {
 	var elapsed time.Duration
-	err := testlab.InNS(ns, func() error {
-		var orig, one unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &orig); err != nil {
-			return err
-		}
-		one.Set(runtime.NumCPU() - 1)
-		if err := unix.SchedSetaffinity(0, &one); err != nil {
-			return err
-		}
-		defer unix.SchedSetaffinity(0, &orig)
+	err := onGeneratorCPU(ns, func() error {
 		start := time.Now()
 		_, err := gen.Run(&ebpf.RunOptions{Data: frame, Repeat: frames, Flags: bpfFTestXDPLiveFrames, BatchSize: 64,
 			Context: xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(ifindex)}})
@@ -426,6 +417,40 @@ func generate(ns string, gen *ebpf.Program, frame []byte, ifindex int, frames ui
 		return 0, liveFramesError(err)
 	}
 	return elapsed, nil
+}
+
+// onGeneratorCPU runs fn in namespace ns on the last CPU, the generator's.
+func onGeneratorCPU(ns string, fn func() error) error {
+	return testlab.InNS(ns, func() error {
+		var orig, one unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &orig); err != nil {
+			return err
+		}
+		one.Set(runtime.NumCPU() - 1)
+		if err := unix.SchedSetaffinity(0, &one); err != nil {
+			return err
+		}
+		defer unix.SchedSetaffinity(0, &orig)
+		return fn()
+	})
+}
+
+// packetSocket opens a packet socket that sends out of ifname (in the
+// caller's namespace) and receives nothing.
+func packetSocket(ifname string) (int, *net.Interface, error) {
+	ifc, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return -1, nil, err
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0) // protocol 0: receives nothing
+	if err != nil {
+		return -1, nil, fmt.Errorf("packet socket: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Ifindex: ifc.Index}); err != nil {
+		unix.Close(fd)
+		return -1, nil, fmt.Errorf("packet socket on %s: %w", ifname, err)
+	}
+	return fd, ifc, nil
 }
 
 // liveFramesError is err from a live-frames run, a setupError when the

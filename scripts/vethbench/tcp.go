@@ -496,30 +496,14 @@ func (l l4lab) seedTCP(d time.Duration) (time.Duration, error) {
 		return 0, err
 	}
 	var elapsed time.Duration
-	err = testlab.InNS(l.lb, func() error {
-		var orig, one unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &orig); err != nil {
-			return err
-		}
-		one.Set(runtime.NumCPU() - 1)
-		if err := unix.SchedSetaffinity(0, &one); err != nil {
-			return err
-		}
-		defer unix.SchedSetaffinity(0, &orig)
-		ifc, err := net.InterfaceByName(l.lbA)
-		if err != nil {
-			return err
-		}
+	err = onGeneratorCPU(l.lb, func() error {
 		const seedProto = 0x88b5
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0) // sends only
+		fd, ifc, err := packetSocket(l.lbA)
 		if err != nil {
-			return fmt.Errorf("packet socket: %w", err)
+			return err
 		}
 		defer unix.Close(fd)
 		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
-			return fmt.Errorf("packet socket: %w", err)
-		}
-		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: 0, Ifindex: ifc.Index}); err != nil {
 			return fmt.Errorf("packet socket: %w", err)
 		}
 		seed := make([]byte, 60) // room for the SYN tcp_client writes over it
