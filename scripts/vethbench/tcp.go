@@ -211,7 +211,7 @@ func (l l4lab) offer(e *tcpEndpoints, genIdx int, rate float64, loopRate *float6
 	var elapsed time.Duration
 	var err error
 	if e.seeded {
-		elapsed, err = l.seedTCP(*tcpStep)
+		elapsed, err = l.seedTCP(*tcpStep, rate)
 	} else {
 		frames := uint32(min(*loopRate*tcpStep.Seconds(), 1<<31))
 		// Ethernet, IPv4, TCP: tcp_syn_gen writes them all.
@@ -488,9 +488,13 @@ func (l l4lab) runTCP(beMAC net.HardwareAddr) error {
 // link; tcp_client, on the clients' side, turns each into the generator's
 // next SYN, paced as tcp_syn_gen paces, and sends it back in. The seeds
 // cost the generator's CPU, not the load balancer's, whose work per
-// connection stays what it is with live frames. It returns how long it
-// sent.
-func (l l4lab) seedTCP(d time.Duration) (time.Duration, error) {
+// connection stays what it is with live frames. The seeds come one by one
+// at twice the rate offered (tcp_syn_gen turns one seed of a burst into a
+// SYN, so they must be spread): a flood of them filled the clients' veth's
+// ring, where the answers arrive too, and lost 2-6% of the connections at
+// any rate, which ended some runs' ramps at 2,500/s. It returns how long
+// it sent.
+func (l l4lab) seedTCP(d time.Duration, rate float64) (time.Duration, error) {
 	genMAC, err := macOf(l.gen, l.genIf)
 	if err != nil {
 		return 0, err
@@ -510,7 +514,8 @@ func (l l4lab) seedTCP(d time.Duration) (time.Duration, error) {
 		copy(seed[0:6], genMAC)
 		copy(seed[6:12], ifc.HardwareAddr)
 		seed[12], seed[13] = seedProto>>8, seedProto&0xff
-		const batch = 64
+		const batch = 1
+		gap := time.Duration(1e9 / max(2*rate, 4000))
 		iov := unix.Iovec{Base: &seed[0]}
 		iov.SetLen(len(seed))
 		msgs := make([]unix.Mmsghdr, batch)
@@ -519,7 +524,18 @@ func (l l4lab) seedTCP(d time.Duration) (time.Duration, error) {
 			msgs[i].Hdr.SetIovlen(1)
 		}
 		start := time.Now()
-		for time.Since(start) < d {
+		next := start
+		for now := start; now.Sub(start) < d; now = time.Now() {
+			if now.Before(next) {
+				if wait := next.Sub(now); wait > 200*time.Microsecond {
+					time.Sleep(wait)
+				}
+				continue // a shorter wait is spun: a sleep overshoots it
+			}
+			next = next.Add(gap)
+			if next.Before(now.Add(-10 * gap)) {
+				next = now // behind: no catching-up burst
+			}
 			_, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])), batch, 0, 0, 0)
 			if e != 0 && e != unix.ENOBUFS && e != unix.EAGAIN && e != unix.EINTR {
 				return fmt.Errorf("send seeds: %w", e)
