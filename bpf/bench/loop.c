@@ -19,6 +19,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "../include/csum.h"
+#include "../include/encap.h"
 #include "../include/eth.h"
 
 /* Set before loading. The VIP is in network order. */
@@ -57,7 +58,7 @@ int loop_back(struct xdp_md *ctx)
 	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return XDP_DROP;
 	if (ip->protocol == IPPROTO_IPIP) {
-		if (ip->ihl != 5 || bpf_xdp_adjust_head(ctx, sizeof(*ip)))
+		if (ip->ihl != 5 || pop_outer(ctx, ETH_HLEN, sizeof(*ip)))
 			return XDP_DROP;
 		data = (void *)(long)ctx->data;
 		data_end = (void *)(long)ctx->data_end;
@@ -65,7 +66,6 @@ int loop_back(struct xdp_md *ctx)
 		ip = (void *)(eth + 1);
 		if ((void *)(ip + 1) > data_end)
 			return XDP_DROP;
-		eth->h_proto = bpf_htons(ETH_P_IP);
 	}
 	udp = (void *)(ip + 1);
 	if (ip->ihl != 5 || ip->protocol != IPPROTO_UDP || (void *)(udp + 1) > data_end)

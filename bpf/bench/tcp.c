@@ -18,6 +18,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "../include/csum.h"
+#include "../include/encap.h"
 #include "../include/eth.h"
 
 #define PAYLOAD 16 /* the request and its echo */
@@ -299,10 +300,7 @@ int tcp_server(struct xdp_md *ctx)
 		return XDP_PASS;
 	if (ip->protocol == IPPROTO_IPIP) {
 		/* Decapsulated: the Ethernet header moves in behind the outer IPv4. */
-		__u8 macs[2 * ETH_ALEN];
-
-		__builtin_memcpy(macs, eth, sizeof(macs));
-		if (ip->ihl != 5 || bpf_xdp_adjust_head(ctx, sizeof(*ip)))
+		if (ip->ihl != 5 || pop_outer(ctx, ETH_HLEN, sizeof(*ip)))
 			return XDP_DROP;
 		data = (void *)(long)ctx->data;
 		data_end = (void *)(long)ctx->data_end;
@@ -310,8 +308,6 @@ int tcp_server(struct xdp_md *ctx)
 		ip = (void *)(eth + 1);
 		if ((void *)(ip + 1) > data_end)
 			return XDP_DROP;
-		__builtin_memcpy(eth, macs, sizeof(macs));
-		eth->h_proto = bpf_htons(ETH_P_IP);
 	}
 	if (!parse(eth, ip, data_end, &s) || s.dport != vport)
 		return XDP_PASS;

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"runtime"
 	"time"
-	"unsafe"
 
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
@@ -161,15 +160,13 @@ func (l l4lab) seed(frame []byte, n int) error {
 			f := append([]byte(nil), frame...)
 			port := 10000 + i%*srcPorts
 			f[34], f[35] = byte(port>>8), byte(port)
-			for {
-				_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&f[0])), uintptr(len(f)), 0, 0, 0)
-				if e == 0 {
-					break
+			for sent := false; !sent; {
+				if sent, err = sendFrame(fd, f); err != nil {
+					return err
 				}
-				if e != unix.ENOBUFS && e != unix.EAGAIN && e != unix.EINTR {
-					return fmt.Errorf("seed: %w", e)
+				if !sent {
+					time.Sleep(time.Millisecond) // the socket is full: let the loop take some
 				}
-				time.Sleep(time.Millisecond)
 			}
 		}
 		return nil

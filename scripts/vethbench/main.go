@@ -39,6 +39,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -451,6 +452,19 @@ func packetSocket(ifname string) (int, *net.Interface, error) {
 		return -1, nil, fmt.Errorf("packet socket on %s: %w", ifname, err)
 	}
 	return fd, ifc, nil
+}
+
+// sendFrame sends f on packet socket fd: whether it went, and an error
+// unless the socket was only full for now (ENOBUFS, EAGAIN) or interrupted.
+func sendFrame(fd int, f []byte) (bool, error) {
+	_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&f[0])), uintptr(len(f)), 0, 0, 0)
+	switch e {
+	case 0:
+		return true, nil
+	case unix.ENOBUFS, unix.EAGAIN, unix.EINTR:
+		return false, nil
+	}
+	return false, fmt.Errorf("send a frame: %w", e)
 }
 
 // liveFramesError is err from a live-frames run, a setupError when the

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -514,15 +513,7 @@ func (l l4lab) seedTCP(d time.Duration, rate float64) (time.Duration, error) {
 		copy(seed[0:6], genMAC)
 		copy(seed[6:12], ifc.HardwareAddr)
 		seed[12], seed[13] = seedProto>>8, seedProto&0xff
-		const batch = 1
 		gap := time.Duration(1e9 / max(2*rate, 4000))
-		iov := unix.Iovec{Base: &seed[0]}
-		iov.SetLen(len(seed))
-		msgs := make([]unix.Mmsghdr, batch)
-		for i := range msgs {
-			msgs[i].Hdr.Iov = &iov
-			msgs[i].Hdr.SetIovlen(1)
-		}
 		start := time.Now()
 		next := start
 		for now := start; now.Sub(start) < d; now = time.Now() {
@@ -536,9 +527,8 @@ func (l l4lab) seedTCP(d time.Duration, rate float64) (time.Duration, error) {
 			if next.Before(now.Add(-10 * gap)) {
 				next = now // behind: no catching-up burst
 			}
-			_, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])), batch, 0, 0, 0)
-			if e != 0 && e != unix.ENOBUFS && e != unix.EAGAIN && e != unix.EINTR {
-				return fmt.Errorf("send seeds: %w", e)
+			if _, err := sendFrame(fd, seed); err != nil { // a seed the socket had no room for is only skipped
+				return err
 			}
 		}
 		elapsed = time.Since(start)
