@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/cilium/ebpf"
 
@@ -54,7 +53,7 @@ func Decap(pinDir, iface string, vips []netip.Addr, mode XDPMode, log *slog.Logg
 		return Attachment{}, err
 	}
 	for name, m := range spec.Maps {
-		if !strings.HasPrefix(name, ".") { // .bss/.rodata are the program's own, not shared state
+		if maps.Shared(name) {
 			m.Pinning = ebpf.PinByName
 		}
 	}

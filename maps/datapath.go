@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/cilium/ebpf"
 
@@ -67,8 +68,8 @@ func OpenDatapath(opts DatapathOptions) (*Datapath, error) {
 	dp := &Datapath{innerSpec: spec.Maps[bpf.XDPMapLbMaglev].InnerMap}
 	replacements := map[string]*ebpf.Map{}
 	for name, ms := range spec.Maps {
-		if ms.Type == ebpf.Array && len(name) > 0 && name[0] == '.' {
-			continue // .bss/.rodata are not shared state
+		if !Shared(name) {
+			continue
 		}
 		path := filepath.Join(pinDir, name)
 		m, err := ebpf.LoadPinnedMap(path, nil)
@@ -141,8 +142,8 @@ func (d *Datapath) PinFresh(pinDir string) error {
 func (d *Datapath) Reclaim(pinDir string) ([]string, error) {
 	var pinned []string
 	for name, m := range d.eachMap {
-		if name[0] == '.' {
-			continue // .bss/.rodata are not shared state
+		if !Shared(name) {
+			continue
 		}
 		same, err := pinnedIs(filepath.Join(pinDir, "maps", name), m)
 		if err != nil {
@@ -180,6 +181,12 @@ func pinnedIs(path string, m *ebpf.Map) (bool, error) {
 }
 
 // pin pins m as name, replacing what is pinned there.
+// Shared reports whether a map of a program's spec is state shared through
+// a pin: not one of the object's own sections (.bss, .data, .rodata, which
+// hold its globals and constants), whose pins the kernel would refuse or
+// another load would take as its own.
+func Shared(name string) bool { return !strings.HasPrefix(name, ".") }
+
 func pin(pinDir, name string, m *ebpf.Map) error {
 	path := filepath.Join(pinDir, "maps", name)
 	// Unpin first: Pin to the path the map remembers as its own is a no-op,
