@@ -94,11 +94,12 @@ row "load balancer CPU per TCP connection, µs (ratio: HAProxy ÷ Sluice)" "$(nu
 	"$(num "$(l4v haproxy_tcp_conn_cpu)" 1 1e3)" "$(ratio "$(l4v haproxy_tcp_conn_cpu)" "$(l4v sluice_tcp_conn_cpu)")" "—"
 
 echo "== L7 proxy, wrk HTTP/1.1 keep-alive, 64 connections, each proxy on one core"
-go run ./scripts/l7bench -duration 5s -rounds 5 -conns 64 | tee "$out/l7.txt"
+go run ./scripts/l7bench -duration 5s -rounds 9 -conns 64 | tee "$out/l7.txt"
 l7v() { awk -v n="$1" -v f="$2" '$1 == n && $2 ~ /^[0-9.]+$/ { print $f }' "$out/l7.txt" | tail -1; } # "name req/s p99" lines only
-row "L7 proxy req/s (same backend; one core each)" "$(l7v sluice 2)" "nginx $(l7v nginx 2)" "$(ratio "$(l7v sluice 2)" "$(l7v nginx 2)")" "≥ 1.0×"
-row "L7 proxy req/s vs HAProxy" "$(l7v sluice 2)" "haproxy $(l7v haproxy 2)" "$(ratio "$(l7v sluice 2)" "$(l7v haproxy 2)")" "—"
-row "L7 proxy p99" "$(l7v sluice 3)" "nginx $(l7v nginx 3)" "—" "≤ nginx"
+l7paired() { awk -v n="$1" -v f="$2" '$1 == "paired" && $2 == n { print $f }' "$out/l7.txt" | tail -1; } # medians of the rounds' ratios
+row "L7 proxy req/s (same backend, same request; one core each; medians, and the median of the 9 rounds' ratios)" "$(l7v sluice 2)" "nginx $(l7v nginx 2)" "$(ratio "$(l7paired sluice/nginx 3)" 1)" "≥ 1.0×"
+row "L7 proxy req/s vs HAProxy" "$(l7v sluice 2)" "haproxy $(l7v haproxy 2)" "$(ratio "$(l7paired sluice/haproxy 3)" 1)" "—"
+row "L7 proxy p99" "$(l7v sluice 3)" "nginx $(l7v nginx 3)" "$(ratio "$(l7paired sluice/nginx 4)" 1)" "≤ 1.0×"
 l7shared() { awk -v n="sluice/$1" '$1 == "shared" && $2 == n { print $3 }' "$out/l7.txt" | tail -1; }
 row "L7 proxy requests, both on one shared core at once (the inverse of CPU per request)" "—" "nginx" "$(ratio "$(l7shared nginx)" 1)" "—"
 row "L7 proxy requests, one shared core, vs HAProxy" "—" "haproxy" "$(ratio "$(l7shared haproxy)" 1)" "—"

@@ -3,21 +3,27 @@
 // keep-alive, -conns connections, each proxy alone on CPU 1 (GOMAXPROCS=1,
 // worker_processes 1, nbthread 1), wrk and the backend on CPU 0. The
 // backend is nginx (one worker) answering `return 200 "ok"` from memory, so
-// every proxy sees the same small, cheap response.
+// every proxy sees the same small, cheap response. Every proxy sends it the
+// same request: the client's, with the four forwarding headers Sluice
+// writes (X-Forwarded-For, -Host, -Proto and Forwarded). Parsing them is the
+// backend's work, on the load CPU, which sets the pace: a peer sending only
+// X-Forwarded-For would be measured doing less.
 //
 //	go run ./scripts/l7bench [-duration 10s] [-rounds 3] [-conns 64] [-profile DIR]
 //
-// The contenders are loaded in turn, -rounds times ("roundN name
-// requests-per-second p99" lines); then it prints one "name
-// requests-per-second p99" line per contender, its median round ("name
-// not-measured" when one could not be set up), and the ratios to nginx. "direct" is wrk against the backend with no proxy: the ceiling.
-// Then, -rounds times, "shared": Sluice and each other proxy are loaded at
-// once, each by its own wrk with half the connections, while they share
-// the proxy CPU ("sharedN sluice/nginx ratio sluice-rps nginx-rps" lines,
-// then "shared sluice/nginx median-ratio"). The scheduler gives both the
-// same share of the core, so the ratio of their request rates is the
-// inverse ratio of their CPU cost per request; the machine's drift, which
-// moves consecutive single runs by up to 30%, hits both alike. With
+// The contenders are loaded in turn, -rounds times, every other round in
+// reverse order ("roundN name requests-per-second p99" lines). "direct" is
+// wrk against the backend with no proxy: the ceiling. Then, -rounds times,
+// "shared": Sluice and each other proxy are loaded at once, each by its own
+// wrk with half the connections, while they share the proxy CPU ("sharedN
+// sluice/nginx ratio sluice-rps nginx-rps" lines, then "shared sluice/nginx
+// median-ratio"). The scheduler gives both the same share of the core, so
+// the ratio of their request rates is the inverse ratio of their CPU cost
+// per request; the machine's drift, which moves consecutive single runs by
+// up to 30%, hits both alike. Last, one "name requests-per-second p99" line
+// per contender, the medians of its rounds ("name not-measured" when one
+// could not be set up), and the ratios to nginx: "paired name/nginx
+// rps-ratio p99-ratio", the medians of the rounds' own ratios. With
 // -profile, Sluice's proxy writes cpu.pprof and mem.pprof to DIR
 // covering its life. Root is not needed; nginx, haproxy, wrk and
 // taskset are (scripts/deps.sh bench). Everything it starts is stopped on
@@ -56,10 +62,11 @@ var (
 
 // result is one contender's measurement.
 type result struct {
-	name string
-	rps  float64
-	p99  time.Duration
-	err  error
+	name   string
+	rps    float64
+	p99    time.Duration
+	err    error
+	rounds []result // a contender's result: its rounds, in order
 }
 
 func main() {
@@ -151,8 +158,15 @@ func run() error {
 	if want("haproxy") {
 		add("haproxy", func(port int) (*exec.Cmd, error) { return startHAProxy(dir, port, backendAddr) })
 	}
+	// Every other round takes the contenders in reverse (ABBA), so that no
+	// one always follows the same other, and a drift steady over two
+	// rounds hits each pair alike.
 	for i := range *rounds {
-		for _, c := range cs {
+		order := slices.Clone(cs)
+		if i%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, c := range order {
 			if c.err != nil {
 				continue
 			}
@@ -192,7 +206,7 @@ func run() error {
 	}
 	var results []result
 	for _, c := range cs {
-		r := result{name: c.name, err: c.err}
+		r := result{name: c.name, err: c.err, rounds: c.rounds}
 		if r.err == nil {
 			r.rps, r.p99 = median(c.rounds)
 		}
@@ -236,14 +250,47 @@ func ratios(results []result) {
 		return
 	}
 	fmt.Println()
-	fmt.Printf("relative to nginx (%.0f req/s, p99 %v):\n", ref.rps, ref.p99.Round(10*time.Microsecond))
+	fmt.Printf("relative to nginx (%.0f req/s, p99 %v): the median of the rounds' own ratios, then the medians' ratio\n",
+		ref.rps, ref.p99.Round(10*time.Microsecond))
 	for _, r := range results {
 		if r.err != nil || r.name == "nginx" {
 			continue
 		}
-		fmt.Printf("  %-8s %.2f× req/s, p99 %.2f× (%v)\n", r.name, r.rps/ref.rps,
+		rps, p99 := paired(r.rounds, ref.rounds)
+		fmt.Printf("paired %s/nginx %.3f %.3f\n", r.name, rps, p99)
+		fmt.Printf("  %-8s %.2f× req/s, p99 %.2f×; medians %.2f×, %.2f× (%v)\n", r.name, rps, p99, r.rps/ref.rps,
 			float64(r.p99)/float64(ref.p99), r.p99.Round(10*time.Microsecond))
 	}
+	// And Sluice against each other proxy, the same way.
+	i := slices.IndexFunc(results, func(r result) bool { return r.name == "sluice" && r.err == nil })
+	if i < 0 {
+		return
+	}
+	for _, b := range results {
+		if b.err == nil && b.name != "sluice" && b.name != "nginx" && b.name != "direct" {
+			rps, p99 := paired(results[i].rounds, b.rounds)
+			fmt.Printf("paired sluice/%s %.3f %.3f\n", b.name, rps, p99)
+		}
+	}
+}
+
+// paired returns the medians of the per-round ratios of a's rounds to b's,
+// requests per second and p99. A round's contenders run back to back, so
+// the machine's drift, which moves a contender by up to 30% between rounds
+// minutes apart, mostly cancels within a round's ratio; the ratio of two
+// medians keeps it.
+func paired(a, b []result) (rps, p99 float64) {
+	n := min(len(a), len(b))
+	if n == 0 {
+		return 0, 0
+	}
+	r, p := make([]float64, n), make([]float64, n)
+	for i := range n {
+		r[i], p[i] = a[i].rps/b[i].rps, float64(a[i].p99)/float64(b[i].p99)
+	}
+	slices.Sort(r)
+	slices.Sort(p)
+	return r[n/2], p[n/2]
 }
 
 // load runs wrk on the load CPU: a warm-up, then the measured run.
@@ -375,8 +422,11 @@ http {
 			proxy_pass http://backend;
 			proxy_http_version 1.1;
 			proxy_set_header Connection "";
-			proxy_set_header Host $host;
+			proxy_set_header Host $http_host;
 			proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+			proxy_set_header X-Forwarded-Host $http_host;
+			proxy_set_header X-Forwarded-Proto $scheme;
+			proxy_set_header Forwarded "for=$remote_addr;proto=$scheme;host=\"$http_host\"";
 		}
 	}
 }
@@ -418,6 +468,9 @@ frontend web
 	default_backend backend
 backend backend
 	option forwardfor
+	http-request set-header X-Forwarded-Host %%[req.hdr(host)]
+	http-request set-header X-Forwarded-Proto http
+	http-request set-header Forwarded "for=%%[src];proto=http;host=\"%%[req.hdr(host)]\""
 	server s1 %s
 `, port, backend)
 	path := filepath.Join(dir, "haproxy.cfg")
