@@ -180,13 +180,13 @@ func pinnedIs(path string, m *ebpf.Map) (bool, error) {
 	return pid == mid, nil
 }
 
-// pin pins m as name, replacing what is pinned there.
 // Shared reports whether a map of a program's spec is state shared through
 // a pin: not one of the object's own sections (.bss, .data, .rodata, which
 // hold its globals and constants), whose pins the kernel would refuse or
 // another load would take as its own.
 func Shared(name string) bool { return !strings.HasPrefix(name, ".") }
 
+// pin pins m as name, replacing what is pinned there.
 func pin(pinDir, name string, m *ebpf.Map) error {
 	path := filepath.Join(pinDir, "maps", name)
 	// Unpin first: Pin to the path the map remembers as its own is a no-op,

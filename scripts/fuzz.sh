@@ -7,6 +7,12 @@
 # mid-input (golang/go#75804, fixed in Go 1.27). A run counts as failed when
 # it wrote a failing input to testdata/fuzz, or failed any other way; that
 # one message with no new input is reported and not counted.
+#
+# Minimizing each new interesting input may take 60 s by default, during
+# which the worker runs nothing else: in a 10 s run, FuzzChunkedRequestBody
+# tried 1,493 inputs, minimizing one of its 4 KiB seeds' offspring. Bounded
+# to 3 s, it tried 130,149, and FuzzKeyExchange 152,665 instead of 11,363 (a
+# failing input is still written, maybe less minimized).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 time=${1:-10s}
@@ -20,7 +26,7 @@ while IFS= read -r file; do
 		echo "fuzz $dir $name for $time"
 		before=$(inputs "$dir" "$name")
 		set +e
-		go test -run='^$' -fuzz="^${name}\$" -fuzztime="$time" "./$dir" 2>&1 | tee "$log"
+		go test -run='^$' -fuzz="^${name}\$" -fuzztime="$time" -fuzzminimizetime=3s "./$dir" 2>&1 | tee "$log"
 		rc=${PIPESTATUS[0]}
 		set -e
 		if [ "$rc" -ne 0 ]; then
