@@ -19,8 +19,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "../include/csum.h"
-#include "../include/encap.h"
 #include "../include/eth.h"
+#include "bench.h"
 
 /* Set before loading. The VIP is in network order. */
 volatile const __u8 lb_mac[ETH_ALEN];  /* the load balancer's side of the clients' link */
@@ -57,16 +57,10 @@ int loop_back(struct xdp_md *ctx)
 
 	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return XDP_DROP;
-	if (ip->protocol == IPPROTO_IPIP) {
-		if (ip->ihl != 5 || pop_outer(ctx, ETH_HLEN, sizeof(*ip)))
-			return XDP_DROP;
-		data = (void *)(long)ctx->data;
-		data_end = (void *)(long)ctx->data_end;
-		eth = data;
-		ip = (void *)(eth + 1);
-		if ((void *)(ip + 1) > data_end)
-			return XDP_DROP;
-	}
+	ip = strip_ipip4(ctx, ip, &data_end);
+	if (!ip)
+		return XDP_DROP;
+	eth = (void *)(long)ctx->data;
 	udp = (void *)(ip + 1);
 	if (ip->ihl != 5 || ip->protocol != IPPROTO_UDP || (void *)(udp + 1) > data_end)
 		return XDP_DROP;

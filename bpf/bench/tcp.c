@@ -18,8 +18,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "../include/csum.h"
-#include "../include/encap.h"
 #include "../include/eth.h"
+#include "bench.h"
 
 #define PAYLOAD 16 /* the request and its echo */
 #define SERVER_ISN 0x5eed0000
@@ -298,17 +298,10 @@ int tcp_server(struct xdp_md *ctx)
 
 	if ((void *)(ip + 1) > data_end || eth_proto(eth) != bpf_htons(ETH_P_IP))
 		return XDP_PASS;
-	if (ip->protocol == IPPROTO_IPIP) {
-		/* Decapsulated: the Ethernet header moves in behind the outer IPv4. */
-		if (ip->ihl != 5 || pop_outer(ctx, ETH_HLEN, sizeof(*ip)))
-			return XDP_DROP;
-		data = (void *)(long)ctx->data;
-		data_end = (void *)(long)ctx->data_end;
-		eth = data;
-		ip = (void *)(eth + 1);
-		if ((void *)(ip + 1) > data_end)
-			return XDP_DROP;
-	}
+	ip = strip_ipip4(ctx, ip, &data_end);
+	if (!ip)
+		return XDP_DROP;
+	eth = (void *)(long)ctx->data;
 	if (!parse(eth, ip, data_end, &s) || s.dport != vport)
 		return XDP_PASS;
 	if (s.rst || (!s.syn && !s.fin && !s.paylen)) {
